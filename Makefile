@@ -1,0 +1,56 @@
+# Two commands: `make run` (the whole product on SQLite, demo data, no servers to install) and `make test`
+# (the suite against PostgreSQL and Redis). Everything they need is installed from requirements*.txt.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+ARGS   ?=
+
+# Standard local services; override any of them from the environment.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/anticoag
+TEST_BROKER_URL   ?= redis://127.0.0.1:6379/14
+
+RUN_ENV  := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/anticoag.sqlite3 CELERY_BROKER_URL=filesystem:// \
+            EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH=$(CURDIR)/var/mail \
+            SITE_URL=http://127.0.0.1:$(PORT)
+TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-not-a-secret DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
+            DJANGO_SECURE_SSL_REDIRECT=0 SITE_URL=http://testserver DATABASE_URL=$(TEST_DATABASE_URL) \
+            CELERY_BROKER_URL=$(TEST_BROKER_URL) EMAIL_HOST=127.0.0.1 EMAIL_PORT=2525
+
+.PHONY: run test lint check bench clean help
+
+help:
+	@echo "make run   - start the clinic on http://127.0.0.1:$(PORT)/admin/ with demo data (SQLite, no servers)"
+	@echo "make test  - run the test suite against PostgreSQL and Redis"
+	@echo "make lint  - ruff lint and format check"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+var:
+	mkdir -p var/mail var/broker/queue var/broker/control
+
+run: $(VENV)/.installed var
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) PORT=$(PORT) BIN=$(BIN) ./scripts/run-embedded.sh
+
+test: $(VENV)/.installed
+	$(TEST_ENV) $(BIN)/python -m pytest $(ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: $(VENV)/.installed
+	$(TEST_ENV) $(BIN)/python manage.py check
+	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf var .pytest_cache

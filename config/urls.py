@@ -1,0 +1,15 @@
+"""URL routes. REST views live in each app's ``api.py`` and are mounted under ``/api/v1/``."""
+
+from django.contrib import admin
+from django.urls import path
+
+from config.health import healthz
+
+admin.site.site_header = "CVT anticoagulation clinic"
+admin.site.site_title = "CVT clinic"
+admin.site.index_title = "Clinic"
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]
