@@ -227,6 +227,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Audit ----------------------------------------------------------------------------------------------
 AUDITLOG_INCLUDE_ALL_MODELS = False
+AUDITLOG_STORE_JSON_CHANGES = True  # changes as JSON, so they can be queried and exported
+AUDITLOG_DISABLE_REMOTE_ADDR = False
 
 # --- Logging: no patient data in log lines; the format carries only what operators need. ---------------
 LOGGING = {

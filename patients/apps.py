@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PatientsConfig(AppConfig):
@@ -6,3 +7,14 @@ class PatientsConfig(AppConfig):
 
     name = "patients"
     verbose_name = "Patients"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from .roles import sync_role_groups
+
+        # Every change to clinical data is audited: who, when, what changed.
+        for model_name in ("Patient", "CvtEpisode", "EpisodeRiskFactor", "DeteriorationEvent", "LabResult"):
+            auditlog.register(self.get_model(model_name))
+        auditlog.register(self.get_model("Clinic"), m2m_fields={"staff"})
+        post_migrate.connect(sync_role_groups, dispatch_uid="patients.sync_role_groups")

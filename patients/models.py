@@ -1,0 +1,297 @@
+"""Clinics, their staff, patients, CVT episodes and the facts the rules need (reference §1–§3).
+
+Validation lives in ``clean()`` so the admin, the API and imports refuse the same things with the same
+messages; ``full_clean()`` is called by the services before saving.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, time
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS
+
+from .choices import CreatinineUnit, Sex, Sinus
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Paris).", code="invalid")
+
+
+def validate_not_future(value: date) -> None:
+    """Clinical dates are facts that happened: none may lie after today (in the server's time zone)."""
+    if value and value > timezone.localdate():
+        raise ValidationError(f"{value.isoformat()} is in the future.", code="future")
+
+
+class Clinic(models.Model):
+    """An anticoagulation clinic: its time zone decides when nurses get their morning digest."""
+
+    name = models.CharField(max_length=200, unique=True)
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    alert_email = models.EmailField(help_text="Address that receives urgent alerts (critical INR, escalations).")
+    digest_time = models.TimeField(default=time(7, 0), help_text="Local time of the nurses' daily digest.")
+    extended_inr_interval = models.BooleanField(
+        default=False,
+        help_text="Opt in to INR intervals of up to 12 weeks for stable patients (CHEST2012 2B).",
+    )
+    staff = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="clinics", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Patient(models.Model):
+    """A patient of one clinic. The MRN is unique within the clinic (case-insensitively)."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    mrn = models.CharField("MRN", max_length=40, help_text="Medical record number, unique within the clinic.")
+    family_name = models.CharField(max_length=120)
+    given_name = models.CharField(max_length=120)
+    date_of_birth = models.DateField(validators=[validate_not_future])
+    sex = models.CharField(max_length=8, choices=Sex.choices)
+    weight_kg = models.DecimalField(
+        "weight (kg)",
+        max_digits=5,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.5"), "Weight must be positive."), MaxValueValidator(Decimal("500"))],
+    )
+    primary_nurse = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="nursed_patients",
+        limit_choices_to={"groups__name": "nurse"},
+    )
+    responsible_clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="clinician_patients",
+        limit_choices_to={"groups__name": "clinician"},
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["family_name", "given_name", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                "clinic",
+                Lower("mrn"),
+                name="patient_mrn_unique_in_clinic",
+                violation_error_message="A patient with this MRN already exists in this clinic.",
+            ),
+        ]
+        indexes = [models.Index(fields=["mrn"], name="patient_mrn_idx")]
+
+    def __str__(self) -> str:
+        # MRN only: the string form appears in admin messages, logs and reminder e-mails.
+        return f"MRN {self.mrn}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.given_name} {self.family_name}"
+
+    def age_on(self, on: date) -> int:
+        years = on.year - self.date_of_birth.year
+        return years - ((on.month, on.day) < (self.date_of_birth.month, self.date_of_birth.day))
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.mrn:
+            self.mrn = self.mrn.strip()
+            if self.clinic_id:
+                clash = Patient.objects.filter(clinic_id=self.clinic_id, mrn__iexact=self.mrn).exclude(pk=self.pk)
+                if clash.exists():
+                    errors["mrn"] = "A patient with this MRN already exists in this clinic."
+        if self.primary_nurse_id and self.clinic_id and not self.clinic.staff.filter(pk=self.primary_nurse_id).exists():
+            errors["primary_nurse"] = "The primary nurse must be on this clinic's staff."
+        if errors:
+            raise ValidationError(errors)
+
+
+class CvtEpisode(models.Model):
+    """One episode of cerebral venous thrombosis and the facts that decide its treatment.
+
+    A patient's later episode is a recurrence (reference §1: an earlier episode in the system counts as
+    ``prior_cvt`` automatically); ``prior_cvt`` records an earlier CVT that is *not* in the system.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="episodes")
+    diagnosed_on = models.DateField(validators=[validate_not_future])
+    sinuses = models.JSONField(default=list, blank=True, help_text="Sinuses and veins involved.")
+    hemorrhage = models.BooleanField("intracranial hemorrhage at diagnosis", default=False)
+    subdural_hematoma = models.BooleanField(default=False)
+    microbleeds = models.PositiveSmallIntegerField("number of cerebral microbleeds", default=0)
+    anti_amyloid_therapy = models.BooleanField(
+        "anti-amyloid therapy or ARIA-H", default=False, help_text="On lecanemab/donanemab, or ARIA-H seen."
+    )
+    pregnant = models.BooleanField("pregnant now", default=False)
+    delivered_on = models.DateField("delivery date", null=True, blank=True, validators=[validate_not_future])
+    breastfeeding = models.BooleanField(default=False)
+    prior_cvt = models.BooleanField(
+        "earlier CVT outside this system", default=False, help_text="Episodes recorded here count automatically."
+    )
+    prior_vte = models.BooleanField("venous thromboembolism after an earlier CVT", default=False)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["patient", "diagnosed_on", "pk"]
+        verbose_name = "CVT episode"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(delivered_on__isnull=True) | Q(pregnant=False),
+                name="episode_delivered_not_pregnant",
+                violation_error_message="A delivery date and 'pregnant now' cannot both be set.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"CVT episode of {self.diagnosed_on.isoformat()} ({self.patient})"
+
+    @property
+    def earlier_episodes(self) -> models.QuerySet[CvtEpisode]:
+        qs = CvtEpisode.objects.filter(patient_id=self.patient_id, diagnosed_on__lt=self.diagnosed_on)
+        return qs.exclude(pk=self.pk) if self.pk else qs
+
+    @property
+    def is_recurrence(self) -> bool:
+        """True when the patient had an earlier CVT, here or elsewhere."""
+        return self.prior_cvt or self.earlier_episodes.exists()
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        unknown = [s for s in self.sinuses or [] if s not in Sinus.values]
+        if not isinstance(self.sinuses, list):
+            errors["sinuses"] = "Expected a list of sinus codes."
+        elif unknown:
+            errors["sinuses"] = f"Unknown sinus code(s) {', '.join(map(str, unknown))}; allowed: {', '.join(Sinus.values)}."
+        if self.delivered_on and self.pregnant:
+            errors["delivered_on"] = "A delivery date cannot be set while 'pregnant now' is ticked."
+        if self.delivered_on and self.diagnosed_on and (self.diagnosed_on - self.delivered_on).days > 366:
+            errors["delivered_on"] = "The delivery date is more than a year before the diagnosis."
+        if self.pregnant and self.patient_id and self.patient.sex == Sex.MALE:
+            errors["pregnant"] = "The patient is recorded as male."
+        if self.diagnosed_on and self.patient_id and self.diagnosed_on < self.patient.date_of_birth:
+            errors["diagnosed_on"] = "The diagnosis date is before the patient's date of birth."
+        if errors:
+            raise ValidationError(errors)
+
+
+class EpisodeRiskFactor(models.Model):
+    """A risk factor of an episode, from the fixed vocabulary of reference §1."""
+
+    episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, related_name="risk_factors")
+    code = models.CharField(max_length=40, choices=RISK_FACTOR_CHOICES)
+    noted_on = models.DateField(default=timezone.localdate, validators=[validate_not_future])
+
+    class Meta:
+        ordering = ["episode", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["episode", "code"], name="risk_factor_once_per_episode"),
+        ]
+
+    def __str__(self) -> str:
+        return self.get_code_display()
+
+    def clean(self) -> None:
+        super().clean()
+        if self.code and self.code not in RISK_FACTORS:
+            raise ValidationError(
+                {"code": f"Unknown risk factor code '{self.code}'; allowed: {', '.join(RISK_FACTORS)}."}
+            )
+
+
+class DeteriorationEvent(models.Model):
+    """Neurological deterioration during an episode: it calls for urgent imaging (reference §4)."""
+
+    episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, related_name="deteriorations")
+    occurred_on = models.DateField(validators=[validate_not_future])
+    note = models.TextField(help_text="New deficit, falling consciousness, seizures, worsening headache…")
+
+    class Meta:
+        ordering = ["episode", "occurred_on", "pk"]
+
+    def __str__(self) -> str:
+        return f"Deterioration on {self.occurred_on.isoformat()}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.occurred_on and self.episode_id and self.occurred_on < self.episode.diagnosed_on:
+            raise ValidationError({"occurred_on": "Deterioration cannot precede the episode's diagnosis."})
+
+
+class LabResult(models.Model):
+    """Serum creatinine (for Cockcroft-Gault) and hemoglobin, as drawn on a day."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lab_results")
+    drawn_on = models.DateField(validators=[validate_not_future])
+    serum_creatinine = models.DecimalField(
+        max_digits=7, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    creatinine_unit = models.CharField(max_length=8, choices=CreatinineUnit.choices, blank=True)
+    hemoglobin_g_dl = models.DecimalField(
+        "hemoglobin (g/dL)",
+        max_digits=4,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("1.0")), MaxValueValidator(Decimal("25.0"))],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["patient", "-drawn_on", "-pk"]
+        indexes = [models.Index(fields=["patient", "-drawn_on"], name="lab_patient_drawn_idx")]
+
+    def __str__(self) -> str:
+        return f"Labs of {self.drawn_on.isoformat()}"
+
+    @property
+    def creatinine_mg_dl(self) -> float | None:
+        from anticoag.rules import UMOL_PER_MG_DL
+
+        if self.serum_creatinine is None:
+            return None
+        value = float(self.serum_creatinine)
+        return value / UMOL_PER_MG_DL if self.creatinine_unit == CreatinineUnit.UMOL_L else value
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.serum_creatinine is None and self.hemoglobin_g_dl is None:
+            errors["serum_creatinine"] = "Enter a creatinine or a hemoglobin value."
+        if self.serum_creatinine is not None and not self.creatinine_unit:
+            errors["creatinine_unit"] = "Give the creatinine unit (mg/dL or µmol/L)."
+        if self.serum_creatinine is not None and self.creatinine_unit:
+            mg_dl = self.creatinine_mg_dl or 0
+            if not 0.1 <= mg_dl <= 20:
+                errors["serum_creatinine"] = (
+                    f"{self.serum_creatinine} {self.get_creatinine_unit_display()} is outside the plausible range "
+                    "(0.1–20 mg/dL, 9–1768 µmol/L); check the unit."
+                )
+        if errors:
+            raise ValidationError(errors)
