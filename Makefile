@@ -18,7 +18,7 @@ TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-not-a-secret DJANGO_ALLOW
             DJANGO_SECURE_SSL_REDIRECT=0 SITE_URL=http://testserver DATABASE_URL=$(TEST_DATABASE_URL) \
             CELERY_BROKER_URL=$(TEST_BROKER_URL) EMAIL_HOST=127.0.0.1 EMAIL_PORT=2525
 
-.PHONY: run test lint check bench clean help
+.PHONY: run test lint check bench clean help var
 
 help:
 	@echo "make run   - start the clinic on http://127.0.0.1:$(PORT)/admin/ with demo data (SQLite, no servers)"
@@ -34,14 +34,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@
 
 var:
-	mkdir -p var/mail var/broker/queue var/broker/control
+	mkdir -p var/mail var/broker/queue var/broker/control var/static
 
 run: $(VENV)/.installed var
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	$(RUN_ENV) PORT=$(PORT) BIN=$(BIN) ./scripts/run-embedded.sh
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed var
 	$(TEST_ENV) $(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed

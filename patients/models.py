@@ -146,7 +146,12 @@ class CvtEpisode(models.Model):
     anti_amyloid_therapy = models.BooleanField(
         "anti-amyloid therapy or ARIA-H", default=False, help_text="On lecanemab/donanemab, or ARIA-H seen."
     )
-    pregnant = models.BooleanField("pregnant now", default=False)
+    pregnant = models.BooleanField(
+        "pregnancy-associated",
+        default=False,
+        help_text="Pregnant at diagnosis, or diagnosed within 6 weeks after delivery. Record the delivery date "
+        "when the pregnancy ends: until then the patient counts as pregnant (LMWH only).",
+    )
     delivered_on = models.DateField("delivery date", null=True, blank=True, validators=[validate_not_future])
     breastfeeding = models.BooleanField(default=False)
     prior_cvt = models.BooleanField(
@@ -162,9 +167,9 @@ class CvtEpisode(models.Model):
         verbose_name = "CVT episode"
         constraints = [
             models.CheckConstraint(
-                condition=Q(delivered_on__isnull=True) | Q(pregnant=False),
-                name="episode_delivered_not_pregnant",
-                violation_error_message="A delivery date and 'pregnant now' cannot both be set.",
+                condition=Q(delivered_on__isnull=True) | Q(pregnant=True),
+                name="episode_delivery_needs_pregnancy",
+                violation_error_message="A delivery date needs a pregnancy-associated episode.",
             ),
         ]
 
@@ -175,6 +180,11 @@ class CvtEpisode(models.Model):
     def earlier_episodes(self) -> models.QuerySet[CvtEpisode]:
         qs = CvtEpisode.objects.filter(patient_id=self.patient_id, diagnosed_on__lt=self.diagnosed_on)
         return qs.exclude(pk=self.pk) if self.pk else qs
+
+    @property
+    def pregnant_now(self) -> bool:
+        """Pregnant today: a pregnancy-associated episode whose delivery is not recorded yet."""
+        return self.pregnant and self.delivered_on is None
 
     @property
     def is_recurrence(self) -> bool:
@@ -189,8 +199,8 @@ class CvtEpisode(models.Model):
             errors["sinuses"] = "Expected a list of sinus codes."
         elif unknown:
             errors["sinuses"] = f"Unknown sinus code(s) {', '.join(map(str, unknown))}; allowed: {', '.join(Sinus.values)}."
-        if self.delivered_on and self.pregnant:
-            errors["delivered_on"] = "A delivery date cannot be set while 'pregnant now' is ticked."
+        if self.delivered_on and not self.pregnant:
+            errors["delivered_on"] = "A delivery date needs a pregnancy: tick 'pregnancy-associated' or clear the date."
         if self.delivered_on and self.diagnosed_on and (self.diagnosed_on - self.delivered_on).days > 366:
             errors["delivered_on"] = "The delivery date is more than a year before the diagnosis."
         if self.pregnant and self.patient_id and self.patient.sex == Sex.MALE:

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('subdural_hematoma', models.BooleanField(default=False)),
                 ('microbleeds', models.PositiveSmallIntegerField(default=0, verbose_name='number of cerebral microbleeds')),
                 ('anti_amyloid_therapy', models.BooleanField(default=False, help_text='On lecanemab/donanemab, or ARIA-H seen.', verbose_name='anti-amyloid therapy or ARIA-H')),
-                ('pregnant', models.BooleanField(default=False, verbose_name='pregnant now')),
+                ('pregnant', models.BooleanField(default=False, help_text='Pregnant at diagnosis, or diagnosed within 6 weeks after delivery. Record the delivery date when the pregnancy ends: until then the patient counts as pregnant (LMWH only).', verbose_name='pregnancy-associated')),
                 ('delivered_on', models.DateField(blank=True, null=True, validators=[patients.models.validate_not_future], verbose_name='delivery date')),
                 ('breastfeeding', models.BooleanField(default=False)),
                 ('prior_cvt', models.BooleanField(default=False, help_text='Episodes recorded here count automatically.', verbose_name='earlier CVT outside this system')),
@@ -139,6 +139,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='cvtepisode',
-            constraint=models.CheckConstraint(condition=models.Q(('delivered_on__isnull', True), ('pregnant', False), _connector='OR'), name='episode_delivered_not_pregnant', violation_error_message="A delivery date and 'pregnant now' cannot both be set."),
+            constraint=models.CheckConstraint(condition=models.Q(('delivered_on__isnull', True), ('pregnant', True), _connector='OR'), name='episode_delivery_needs_pregnancy', violation_error_message='A delivery date needs a pregnancy-associated episode.'),
         ),
     ]

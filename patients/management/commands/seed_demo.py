@@ -67,8 +67,8 @@ CASES: list[DemoCase] = [
     DemoCase("cancer", Sex.FEMALE, 64, 1, ("active_cancer", "infection")),
     # pregnancy (4)
     DemoCase("pregnancy", Sex.FEMALE, 31, 1, ("pregnancy",), {"pregnant": True}),
-    DemoCase("pregnancy", Sex.FEMALE, 27, 2, ("puerperium",), {"delivered_weeks_before": 3, "breastfeeding": True}),
-    DemoCase("pregnancy", Sex.FEMALE, 35, 4, ("puerperium",), {"delivered_weeks_before": 5}),
+    DemoCase("pregnancy", Sex.FEMALE, 27, 2, ("puerperium",), {"pregnant": True, "delivered_weeks_before": 3, "breastfeeding": True}),
+    DemoCase("pregnancy", Sex.FEMALE, 35, 4, ("puerperium",), {"pregnant": True, "delivered_weeks_before": 5}),
     DemoCase("pregnancy", Sex.FEMALE, 33, 0, ("pregnancy", "dehydration"), {"pregnant": True}),
     # mild thrombophilia (5)
     DemoCase("mild_thrombophilia", Sex.FEMALE, 36, 3, ("fvl_heterozygous",)),
