@@ -6,3 +6,11 @@ class AnticoagConfig(AppConfig):
 
     name = "anticoag"
     verbose_name = "Anticoagulation"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from . import signals  # noqa: F401  (connects the plan refresh)
+
+        auditlog.register(self.get_model("Plan"), exclude_fields=["updated_at"])
+        auditlog.register(self.get_model("PlanDecision"))

@@ -36,3 +36,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         redis.Redis.from_url(broker, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
         pytest.exit(f"Redis is not reachable at {broker}: {exc}", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings) -> None:
+    """Production uses a hashed manifest built by collectstatic; tests render pages without running it."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
