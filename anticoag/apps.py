@@ -14,3 +14,5 @@ class AnticoagConfig(AppConfig):
 
         auditlog.register(self.get_model("Plan"), exclude_fields=["updated_at"])
         auditlog.register(self.get_model("PlanDecision"))
+        auditlog.register(self.get_model("InrReading"))
+        auditlog.register(self.get_model("WarfarinDose"))

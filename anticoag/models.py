@@ -8,10 +8,17 @@ marks the plan "review needed" and records what changed.
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.db import models
+from datetime import timedelta
+from decimal import Decimal
 
-from patients.models import CvtEpisode
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from patients.models import CvtEpisode, Patient
 
 
 class PlanStatus(models.TextChoices):
@@ -88,3 +95,112 @@ class PlanDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_agent_display()} confirmed {self.decided_at:%Y-%m-%d}"
+
+
+class InrSource(models.TextChoices):
+    LAB = "lab", "Laboratory"
+    POINT_OF_CARE = "poc", "Point of care"
+    SELF_TEST = "self_test", "Patient self-test"
+
+
+#: Plausible INR values (reference §4 and the INR issue): anything outside is a typing or unit error.
+INR_MIN, INR_MAX = Decimal("0.5"), Decimal("20.0")
+
+
+def validate_not_future_datetime(value) -> None:
+    if value and value > timezone.now() + timedelta(minutes=5):  # five minutes of clock skew between devices
+        raise ValidationError(f"{value.isoformat(timespec='minutes')} is in the future.", code="future")
+
+
+class InrReading(models.Model):
+    """One INR measurement of a warfarin patient."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="inr_readings")
+    drawn_at = models.DateTimeField(validators=[validate_not_future_datetime])
+    value = models.DecimalField(
+        "INR",
+        max_digits=4,
+        decimal_places=2,
+        validators=[
+            MinValueValidator(INR_MIN, "An INR below 0.5 is not plausible: check the value."),
+            MaxValueValidator(INR_MAX, "An INR above 20 is not plausible: check the value."),
+        ],
+    )
+    source = models.CharField(max_length=10, choices=InrSource.choices, default=InrSource.LAB)
+    bleeding = models.BooleanField("bleeding reported", default=False)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["patient", "-drawn_at"]
+        verbose_name = "INR reading"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "drawn_at"],
+                name="inr_once_per_patient_and_time",
+                violation_error_message="This patient already has an INR at that time.",
+            ),
+            models.CheckConstraint(
+                condition=Q(value__gte=INR_MIN) & Q(value__lte=INR_MAX),
+                name="inr_value_plausible",
+                violation_error_message="The INR must be between 0.5 and 20.",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "drawn_at"], name="inr_patient_drawn_idx")]
+
+    def __str__(self) -> str:
+        return f"INR of {self.drawn_at:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.patient_id and self.drawn_at:
+            clash = InrReading.objects.filter(patient_id=self.patient_id, drawn_at=self.drawn_at).exclude(pk=self.pk)
+            if clash.exists():
+                raise ValidationError({"drawn_at": "This patient already has an INR at that time."})
+
+
+class WarfarinDose(models.Model):
+    """A warfarin dose as given: the weekly dose from a date, and the suggestion it answered, if any."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="warfarin_doses")
+    starts_on = models.DateField()
+    weekly_dose_mg = models.DecimalField(
+        "weekly dose (mg)",
+        max_digits=5,
+        decimal_places=1,
+        validators=[MinValueValidator(Decimal("0.0")), MaxValueValidator(Decimal("175.0"))],
+    )
+    tablet_strength_mg = models.DecimalField(
+        "tablet strength (mg)",
+        max_digits=3,
+        decimal_places=1,
+        default=Decimal("5.0"),
+        validators=[MinValueValidator(Decimal("0.5")), MaxValueValidator(Decimal("10.0"))],
+    )
+    hold_doses = models.PositiveSmallIntegerField(default=0, help_text="Doses withheld before this dose starts.")
+    inr_reading = models.ForeignKey(
+        InrReading,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="dose_decisions",
+        help_text="The INR this dose answers.",
+    )
+    suggested_weekly_dose_mg = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
+    followed_suggestion = models.BooleanField(default=False)
+    next_inr_on = models.DateField("next INR test", null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["patient", "-starts_on", "-pk"]
+        indexes = [models.Index(fields=["patient", "-starts_on"], name="dose_patient_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.weekly_dose_mg} mg/week from {self.starts_on.isoformat()}"
