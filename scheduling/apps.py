@@ -6,3 +6,10 @@ class SchedulingConfig(AppConfig):
 
     name = "scheduling"
     verbose_name = "Scheduling"
+
+    def ready(self) -> None:
+        from auditlog.registry import auditlog
+
+        from . import receivers  # noqa: F401  (generates follow-ups when plans, readings and labs change)
+
+        auditlog.register(self.get_model("FollowUp"), exclude_fields=["updated_at"])

@@ -1,0 +1,142 @@
+"""Follow-up items and the reminder outbox.
+
+The database is the truth (architecture: reliability model). A follow-up item is a thing a nurse must see
+done by a date; a reminder is an e-mail that must reach someone. Celery only moves work along: a lost
+broker message, a flushed Redis or a killed worker delays a reminder, never loses it, because the row stays
+``pending`` (or ``sending`` past its lease) until an SMTP server accepted it.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from anticoag.models import InrReading
+from patients.models import Clinic, CvtEpisode, Patient
+
+
+class FollowUpKind(models.TextChoices):
+    VENOUS_IMAGING = "venous_imaging", "Venous imaging (CT/MR venography)"
+    MICROBLEED_MRI = "microbleed_mri", "MRI with SWI/GRE (microbleeds)"
+    URGENT_IMAGING = "urgent_imaging", "Urgent repeat CT/MRI"
+    INR_TEST = "inr_test", "INR test"
+    RENAL_FUNCTION = "renal_function", "Renal function (creatinine, hemoglobin)"
+    END_OF_THERAPY_REVIEW = "end_of_therapy_review", "End-of-therapy review"
+    ANNUAL_REVIEW = "annual_review", "Annual review"
+    CANCER_REVIEW = "cancer_review", "Six-monthly review (active cancer)"
+    THROMBOPHILIA_TESTING = "thrombophilia_testing", "Thrombophilia testing (protein C, S, antithrombin)"
+
+
+class FollowUpStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    DONE = "done", "Done"
+    CANCELLED = "cancelled", "Cancelled"
+    MISSED = "missed", "Missed"
+
+
+class Recanalization(models.TextChoices):
+    """Result of venous imaging."""
+
+    COMPLETE = "complete", "Complete recanalization"
+    PARTIAL = "partial", "Partial recanalization"
+    NONE = "none", "No recanalization"
+
+
+class FollowUp(models.Model):
+    """Something due for a patient by a date: imaging, an INR test, labs, a review.
+
+    ``key`` makes generation idempotent: the rule that creates an item names it the same way every time
+    (for example ``ep42:venous_imaging``), so regenerating updates open items and never duplicates them.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="follow_ups")
+    episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, null=True, blank=True, related_name="follow_ups")
+    kind = models.CharField(max_length=32, choices=FollowUpKind.choices)
+    due_on = models.DateField(db_index=True)
+    window_end_on = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=FollowUpStatus.choices, default=FollowUpStatus.SCHEDULED)
+    completed_on = models.DateField(null=True, blank=True)
+    recanalization = models.CharField(max_length=10, choices=Recanalization.choices, blank=True)
+    result_note = models.CharField(max_length=500, blank=True)
+    rule = models.CharField(max_length=80, help_text="The rule that created the item.")
+    source = models.CharField(max_length=300, blank=True, help_text="Guideline source of the rule.")
+    key = models.CharField(max_length=120, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["due_on", "pk"]
+        verbose_name = "follow-up"
+        indexes = [
+            # The sweep and the work lists read open items by date: keep that index small.
+            models.Index(fields=["due_on"], name="followup_open_due_idx", condition=Q(status=FollowUpStatus.SCHEDULED)),
+            models.Index(fields=["patient", "status", "due_on"], name="followup_patient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} due {self.due_on.isoformat()}"
+
+
+class ReminderKind(models.TextChoices):
+    DIGEST = "digest", "Daily digest"
+    URGENT = "urgent", "Urgent alert"
+    ESCALATION = "escalation", "Escalation"
+
+
+class ReminderStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class Reminder(models.Model):
+    """An e-mail in the outbox. ``idempotency_key`` makes it exist once, however often it is materialised.
+
+    Life: PENDING → (claimed) SENDING → SENT; on a transient error back to PENDING with ``attempts`` + 1
+    and ``next_attempt_at`` later; after the last attempt FAILED. A SENDING row whose ``lease_until`` has
+    passed belonged to a worker that died: the next sweep makes it PENDING again.
+    """
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="reminders")
+    kind = models.CharField(max_length=12, choices=ReminderKind.choices)
+    recipient = models.EmailField()
+    recipient_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    follow_ups = models.ManyToManyField(FollowUp, blank=True, related_name="reminders")
+    inr_reading = models.ForeignKey(
+        InrReading,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="alerts",
+        help_text="The reading an urgent INR alert is about.",
+    )
+    reason = models.CharField(max_length=40, blank=True, help_text="Alert code, e.g. inr_critical.")
+    status = models.CharField(max_length=10, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    idempotency_key = models.CharField(max_length=160, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            # Partial indexes on the work still to do: the sweep's claim queries touch only these rows.
+            models.Index(
+                fields=["next_attempt_at"], name="reminder_pending_idx", condition=Q(status=ReminderStatus.PENDING)
+            ),
+            models.Index(
+                fields=["lease_until"], name="reminder_sending_idx", condition=Q(status=ReminderStatus.SENDING)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.recipient} ({self.get_status_display()})"
