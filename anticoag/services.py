@@ -24,7 +24,9 @@ from .models import Agent, Plan, PlanDecision, PlanStatus
 plan_changed = Signal()
 
 #: Thrombophilia tests that are unreliable when drawn on anticoagulants (reference §4, AHA2011 IIa-B).
-TESTS_UNRELIABLE_ON_ANTICOAGULANTS = frozenset({"protein_c_deficiency", "protein_s_deficiency", "antithrombin_deficiency"})
+TESTS_UNRELIABLE_ON_ANTICOAGULANTS = frozenset(
+    {"protein_c_deficiency", "protein_s_deficiency", "antithrombin_deficiency"}
+)
 
 #: The parts of a proposal a clinician decides on; a change in any of them needs a new confirmation.
 _COMPARED_PARTS = ("category", "duration", "oral_options", "doac_eligible", "acute_phase")
@@ -35,7 +37,9 @@ def episode_facts(*, episode: CvtEpisode, on: dt.date | None = None) -> rules.Ep
     on = on or timezone.localdate()
     patient = episode.patient
     latest_creatinine = (
-        patient.lab_results.filter(serum_creatinine__isnull=False, drawn_on__lte=on).order_by("-drawn_on", "-pk").first()
+        patient.lab_results.filter(serum_creatinine__isnull=False, drawn_on__lte=on)
+        .order_by("-drawn_on", "-pk")
+        .first()
     )
     factors = list(episode.risk_factors.all())
     return rules.EpisodeFacts(

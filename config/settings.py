@@ -65,7 +65,9 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-development-key-never-use-in-production", required_in_production=True)
+SECRET_KEY = env_str(
+    "DJANGO_SECRET_KEY", "insecure-development-key-never-use-in-production", required_in_production=True
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when DJANGO_DEBUG is off (comma-separated).")
@@ -203,7 +205,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+#: Beat runs the sweep (``scheduling.tasks.sweep_task``) every few minutes. ``expires`` drops a run that
+#: waited in the queue past the next one (a stopped worker must not find a pile of sweeps on restart).
+ANTICOAG_SWEEP_INTERVAL_SECONDS = env_int("ANTICOAG_SWEEP_INTERVAL_SECONDS", 5 * 60)
+CELERY_BEAT_SCHEDULE: dict = {
+    "scheduling-sweep": {
+        "task": "scheduling.sweep",
+        "schedule": ANTICOAG_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": ANTICOAG_SWEEP_INTERVAL_SECONDS * 4 // 5},
+    },
+}
 
 # --- REST framework -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -242,3 +253,22 @@ LOGGING = {
 # --- Clinic behaviour -----------------------------------------------------------------------------------
 #: Days overdue after which an open follow-up escalates to the responsible clinician.
 ANTICOAG_ESCALATE_AFTER_DAYS = env_int("ANTICOAG_ESCALATE_AFTER_DAYS", 7)
+
+# --- Reminders (the outbox; see scheduling/outbox.py) ---------------------------------------------------
+#: Attempts before a reminder is given up (FAILED, shown in the admin with its last error).
+ANTICOAG_REMINDER_MAX_ATTEMPTS = env_int("ANTICOAG_REMINDER_MAX_ATTEMPTS", 8)
+#: Backoff after a transient SMTP error: base, 2 x base, 4 x base... capped at the maximum (seconds).
+ANTICOAG_REMINDER_RETRY_BASE_SECONDS = env_int("ANTICOAG_REMINDER_RETRY_BASE_SECONDS", 60)
+ANTICOAG_REMINDER_RETRY_MAX_SECONDS = env_int("ANTICOAG_REMINDER_RETRY_MAX_SECONDS", 3600)
+#: A claimed-but-unsent row is enqueued again after this lease (the broker may have lost the message).
+ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 2 * 60)
+#: A row in SENDING past this lease belonged to a dead worker and is reclaimed. Must exceed a send
+#: (a few SMTP commands of at most EMAIL_TIMEOUT each).
+ANTICOAG_REMINDER_SEND_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_SEND_LEASE_SECONDS", 5 * 60)
+#: Rows claimed per transaction by the sweep.
+ANTICOAG_SWEEP_BATCH_SIZE = env_int("ANTICOAG_SWEEP_BATCH_SIZE", 500)
+#: Reminders carry no diagnosis, not even in the sender's name. Empty: "Clinic reminders" at the address of
+#: DEFAULT_FROM_EMAIL.
+ANTICOAG_REMINDER_FROM_EMAIL = env_str("ANTICOAG_REMINDER_FROM_EMAIL", "")
+#: Right-hand side of the reminders' deterministic Message-IDs. Empty: the host of SITE_URL.
+ANTICOAG_MESSAGE_ID_DOMAIN = env_str("ANTICOAG_MESSAGE_ID_DOMAIN", "")

@@ -97,7 +97,21 @@ class CvtEpisodeForm(forms.ModelForm):
 
     class Meta:
         model = CvtEpisode
-        fields = "__all__"
+        fields = [
+            "patient",
+            "diagnosed_on",
+            "sinuses",
+            "hemorrhage",
+            "subdural_hematoma",
+            "microbleeds",
+            "anti_amyloid_therapy",
+            "pregnant",
+            "delivered_on",
+            "breastfeeding",
+            "prior_cvt",
+            "prior_vte",
+            "notes",
+        ]
 
 
 @admin.register(CvtEpisode)

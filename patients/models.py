@@ -198,7 +198,9 @@ class CvtEpisode(models.Model):
         if not isinstance(self.sinuses, list):
             errors["sinuses"] = "Expected a list of sinus codes."
         elif unknown:
-            errors["sinuses"] = f"Unknown sinus code(s) {', '.join(map(str, unknown))}; allowed: {', '.join(Sinus.values)}."
+            errors["sinuses"] = (
+                f"Unknown sinus code(s) {', '.join(map(str, unknown))}; allowed: {', '.join(Sinus.values)}."
+            )
         if self.delivered_on and not self.pregnant:
             errors["delivered_on"] = "A delivery date needs a pregnancy: tick 'pregnancy-associated' or clear the date."
         if self.delivered_on and self.diagnosed_on and (self.diagnosed_on - self.delivered_on).days > 366:

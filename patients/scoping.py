@@ -5,9 +5,9 @@ Every admin page and API view goes through these selectors; superusers (administ
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from typing import TypeVar
 
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Model, QuerySet
 
 M = TypeVar("M", bound=Model)

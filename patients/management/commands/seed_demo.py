@@ -20,7 +20,7 @@ from django.utils import timezone
 from patients.choices import CreatinineUnit, Role, Sex
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
 
-DEMO_PASSWORD = "demo-clinic-2026"  # noqa: S105 - published demo credentials, never for production
+DEMO_PASSWORD = "demo-clinic-2026"
 CLINIC_NAME = "Demo CVT Clinic"
 
 STAFF = [
@@ -67,7 +67,14 @@ CASES: list[DemoCase] = [
     DemoCase("cancer", Sex.FEMALE, 64, 1, ("active_cancer", "infection")),
     # pregnancy (4)
     DemoCase("pregnancy", Sex.FEMALE, 31, 1, ("pregnancy",), {"pregnant": True}),
-    DemoCase("pregnancy", Sex.FEMALE, 27, 2, ("puerperium",), {"pregnant": True, "delivered_weeks_before": 3, "breastfeeding": True}),
+    DemoCase(
+        "pregnancy",
+        Sex.FEMALE,
+        27,
+        2,
+        ("puerperium",),
+        {"pregnant": True, "delivered_weeks_before": 3, "breastfeeding": True},
+    ),
     DemoCase("pregnancy", Sex.FEMALE, 35, 4, ("puerperium",), {"pregnant": True, "delivered_weeks_before": 5}),
     DemoCase("pregnancy", Sex.FEMALE, 33, 0, ("pregnancy", "dehydration"), {"pregnant": True}),
     # mild thrombophilia (5)
