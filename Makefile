@@ -49,6 +49,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 check: $(VENV)/.installed
+	$(TEST_ENV) $(BIN)/python scripts/ensure_database.py
 	$(TEST_ENV) $(BIN)/python manage.py check
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 

@@ -188,3 +188,297 @@ class PlanAdmin(ClinicScopedAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/anticoag/plan/confirm.html", context)
+
+
+# =============================================================================================================
+# INR readings and warfarin doses (issue #4). The advice is decision support: shown with its sources and
+# [verify] marks, never applied by itself. Saving through the admin announces the reading/dose exactly as
+# the API does, so the next INR test and any critical-INR alert follow whichever way a value came in.
+# =============================================================================================================
+
+from decimal import Decimal  # noqa: E402
+
+from django.db import transaction  # noqa: E402
+from django.utils.http import urlencode  # noqa: E402
+
+from patients.models import Clinic  # noqa: E402
+from patients.scoping import clinic_ids_for, scope_to_user_clinics  # noqa: E402
+
+from . import inr as inr_services  # noqa: E402
+from .models import InrReading, WarfarinDose  # noqa: E402
+
+#: The one-decimal INR from which critical_inr_alert fires (reference §4: 5.0–9.0 same-day, > 9.0 now).
+_CRITICAL_FROM = Decimal("5.0")
+
+
+def inr_label(value: Decimal) -> str:
+    """The INR with its position spelled out, so it reads without colour: "▲ 3.8 (above range)"."""
+    shown = f"{value.quantize(Decimal('0.1')) if value == value.quantize(Decimal('0.1')) else value}"
+    position = inr_services.inr_position(value)
+    if position == "above":
+        critical = inr_services.inr_reported(value) >= _CRITICAL_FROM
+        return f"▲ {shown} (above range{', critical' if critical else ''})"
+    if position == "below":
+        return f"▼ {shown} (below range)"
+    return f"{shown} (in range)"
+
+
+def _verify(item: dict | None) -> str:
+    return "" if not item or item.get("verified", True) else " [verify]"
+
+
+def render_inr_advice(advice: dict | None) -> str:
+    """The advice for a reading as a small table: every line with its source and [verify] where unchecked."""
+    if not advice:
+        return "—"
+    rule = advice["next_test_rule"]
+    when = advice["next_test_on"]
+    if advice["next_test_latest_on"] != when:
+        when = f"{when} to {advice['next_test_latest_on']}"
+    rows: list[tuple[str, str, str]] = [
+        ("Next INR test", f"{when}: {rule['situation']}", rule["source"] + _verify(rule))
+    ]
+    dose_rule = advice.get("dose_rule")
+    if advice["dose_change_percent"] is None:
+        dose = "No dose suggestion (see the alerts)."
+    else:
+        change = advice["dose_change_percent"]
+        dose = "No change to the weekly dose" if change == 0 else f"Weekly dose {change:+g} %"
+        if advice.get("hold_doses"):
+            dose += f", after holding {advice['hold_doses']} dose(s)"
+        if advice.get("suggested_weekly_dose_mg") is not None:
+            dose += f": {advice['suggested_weekly_dose_mg']:g} mg/week (from {advice['weekly_dose_mg']:g} mg)"
+    if advice.get("hold_until") == "inr_in_range":
+        dose += " Hold warfarin until the INR is back in 2.0–3.0."
+    elif advice.get("hold_until") == "clinician_review":
+        dose += " Hold warfarin; the clinician decides (bleeding)."
+    rows.append(("Dose suggestion", dose, (dose_rule or {}).get("source", "") + _verify(dose_rule)))
+    ttr = advice["ttr_percent"]
+    rows.append(("Phase", advice["phase"], "reference §4"))
+    rows.append(
+        (
+            "TTR (12 months)",
+            "not computable yet" if ttr is None else f"{ttr:.1f} % over {advice['days_total']:g} days",
+            "ROSENDAAL1993",
+        )
+    )
+    rows += [
+        (f"⚠ {a['severity']}", f"[{a['code']}] {a['message']}", a["source"] + _verify(a)) for a in advice["alerts"]
+    ]
+    body = format_html_join("", "<tr><th scope='row'>{}</th><td>{}</td><td><small>{}</small></td></tr>", rows)
+    return format_html(
+        "<table><thead><tr><th>Item</th><th>Advice</th><th>Source</th></tr></thead><tbody>{}</tbody></table>"
+        "<p><small>As at this reading. Decision support: a suggestion, the clinician decides. "
+        "[verify]: the source could not be checked word for word; the value is clinic-configurable.</small></p>",
+        body,
+    )
+
+
+class InrRangeFilter(admin.SimpleListFilter):
+    """Position against 2.0–3.0 on the one-decimal INR (3.04 is 3.0, in range; 3.05 is 3.1, above)."""
+
+    title = "INR against 2.0–3.0"
+    parameter_name = "inr_range"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("below", "▼ below range"),
+            ("in", "in range"),
+            ("above", "▲ above range"),
+            ("critical", "▲ 5.0 or more"),
+        ]
+
+    def queryset(self, request, queryset):
+        low, high, critical = Decimal("1.95"), Decimal("3.05"), Decimal("4.95")
+        match self.value():
+            case "below":
+                return queryset.filter(value__lt=low)
+            case "in":
+                return queryset.filter(value__gte=low, value__lt=high)
+            case "above":
+                return queryset.filter(value__gte=high)
+            case "critical":
+                return queryset.filter(value__gte=critical)
+        return queryset
+
+
+class InrImportForm(forms.Form):
+    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none())
+    file = forms.FileField(
+        label="CSV file",
+        help_text="Columns mrn, drawn_at, inr, and optionally source, bleeding; a header row; UTF-8; comma or "
+        "semicolon separated. drawn_at: 2026-01-05T08:30:00+01:00, or a date. All rows or none are imported.",
+    )
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        ids = clinic_ids_for(user)
+        self.fields["clinic"].queryset = Clinic.objects.all() if ids is None else Clinic.objects.filter(pk__in=ids)
+        if self.fields["clinic"].queryset.count() == 1:
+            self.initial.setdefault("clinic", self.fields["clinic"].queryset.get())
+
+
+@admin.register(InrReading)
+class InrReadingAdmin(ClinicScopedAdmin):
+    clinic_path = "patient__clinic"
+    list_display = ["patient", "drawn_at", "inr_display", "bleeding", "source", "entered_by"]
+    list_filter = ["patient__clinic", InrRangeFilter, "bleeding", "source"]
+    list_select_related = ["patient", "entered_by"]
+    search_fields = ["=patient__mrn"]
+    search_help_text = "Exact MRN."
+    date_hierarchy = "drawn_at"
+    show_full_result_count = False
+    list_per_page = 100
+    autocomplete_fields = ["patient"]
+    fields = ["patient", "drawn_at", "value", "source", "bleeding", "note", "entered_by", "created_at", "advice"]
+    readonly_fields = ["entered_by", "created_at", "advice"]
+    change_list_template = "admin/anticoag/inrreading/change_list.html"
+
+    @admin.display(description="INR", ordering="value")
+    def inr_display(self, reading: InrReading) -> str:
+        position = inr_services.inr_position(reading.value)
+        colour = {"above": "#ba2121", "below": "#205067"}.get(position)
+        label = inr_label(reading.value)
+        if colour is None:
+            return label
+        return format_html('<strong style="color: {}">{}</strong>', colour, label)
+
+    @admin.display(description="Advice (as at this reading)")
+    def advice(self, reading: InrReading) -> str:
+        if reading.pk is None:
+            return "Shown once the reading is saved."
+        advice = inr_services.inr_advice_for_patient(patient=reading.patient, as_of=reading.drawn_at)
+        dose_url = (
+            reverse("admin:anticoag_warfarindose_add")
+            + "?"
+            + urlencode({"patient": reading.patient_id, "inr_reading": reading.pk})
+        )
+        return format_html(
+            '{}<p><a class="button" href="{}">Record the dose given for this INR</a></p>',
+            render_inr_advice(advice),
+            dose_url,
+        )
+
+    def save_model(self, request, obj: InrReading, form, change: bool) -> None:
+        if not change or obj.entered_by_id is None:
+            obj.entered_by = request.user
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            inr_services.inr_readings_recorded(patient=obj.patient, readings=[obj])
+
+    def get_urls(self):
+        urls = super().get_urls()
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import-csv/", view, name="anticoag_inrreading_import"), *urls]
+
+    def import_view(self, request: HttpRequest):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = InrImportForm(request.POST or None, request.FILES or None, user=request.user)
+        errors: list[dict] = []
+        if request.method == "POST" and form.is_valid():
+            result = inr_services.inr_import_csv(
+                clinic=form.cleaned_data["clinic"], file=form.cleaned_data["file"], entered_by=request.user
+            )
+            if result.ok:
+                messages.success(request, f"Imported {result.imported} INR readings for {result.patients} patient(s).")
+                return HttpResponseRedirect(reverse("admin:anticoag_inrreading_changelist"))
+            errors = result.errors
+            messages.error(request, f"Nothing was imported: {len(errors)} problem(s). Correct the file and try again.")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import INR readings from CSV",
+            "form": form,
+            "errors": errors,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/anticoag/inrreading/import.html", context)
+
+
+class WarfarinDoseForm(forms.ModelForm):
+    class Meta:
+        model = WarfarinDose
+        fields = [
+            "patient",
+            "inr_reading",
+            "starts_on",
+            "weekly_dose_mg",
+            "tablet_strength_mg",
+            "hold_doses",
+            "suggested_weekly_dose_mg",
+            "next_inr_on",
+            "note",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        reading, patient = cleaned.get("inr_reading"), cleaned.get("patient")
+        if reading is not None and patient is not None and reading.patient_id != patient.pk:
+            self.add_error("inr_reading", "This INR reading belongs to another patient.")
+        return cleaned
+
+
+@admin.register(WarfarinDose)
+class WarfarinDoseAdmin(ClinicScopedAdmin):
+    form = WarfarinDoseForm
+    clinic_path = "patient__clinic"
+    list_display = [
+        "patient",
+        "starts_on",
+        "weekly_dose_mg",
+        "suggested_weekly_dose_mg",
+        "followed_suggestion",
+        "hold_doses",
+        "next_inr_on",
+        "decided_by",
+    ]
+    list_filter = ["patient__clinic", "followed_suggestion"]
+    list_select_related = ["patient", "decided_by"]
+    search_fields = ["=patient__mrn"]
+    search_help_text = "Exact MRN."
+    show_full_result_count = False
+    autocomplete_fields = ["patient", "inr_reading"]
+    fields = [
+        "patient",
+        "inr_reading",
+        "starts_on",
+        ("weekly_dose_mg", "tablet_strength_mg"),
+        "hold_doses",
+        "suggested_weekly_dose_mg",
+        "followed_suggestion",
+        "next_inr_on",
+        "note",
+        "decided_by",
+        "created_at",
+    ]
+    readonly_fields = ["followed_suggestion", "decided_by", "created_at"]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        """Opened from a reading: pre-fill the suggestion and the next test date from its advice."""
+        initial = super().get_changeform_initial_data(request)
+        reading_id = str(initial.get("inr_reading", ""))
+        if not reading_id.isdigit():
+            return initial
+        readings = scope_to_user_clinics(
+            InrReading.objects.select_related("patient__clinic"), request.user, "patient__clinic"
+        )
+        reading = readings.filter(pk=int(reading_id)).first()
+        if reading is None:
+            return initial
+        advice = inr_services.inr_advice_for_patient(patient=reading.patient, as_of=reading.drawn_at) or {}
+        zone = inr_services.clinic_zone(reading.patient.clinic)
+        initial.setdefault("patient", reading.patient_id)
+        initial.setdefault("starts_on", reading.drawn_at.astimezone(zone).date())
+        if advice.get("suggested_weekly_dose_mg") is not None:
+            initial.setdefault("suggested_weekly_dose_mg", advice["suggested_weekly_dose_mg"])
+            initial.setdefault("weekly_dose_mg", advice["suggested_weekly_dose_mg"])
+        if advice.get("hold_doses"):
+            initial.setdefault("hold_doses", advice["hold_doses"])
+        if advice.get("next_test_on"):
+            initial.setdefault("next_inr_on", advice["next_test_on"])
+        return initial
+
+    def save_model(self, request, obj: WarfarinDose, form, change: bool) -> None:
+        if not change or obj.decided_by_id is None:
+            obj.decided_by = request.user
+        inr_services.warfarin_dose_saved(dose=obj)
