@@ -76,12 +76,33 @@ class PlanInline(admin.StackedInline):
     can_delete = False
     extra = 0
     max_num = 0
-    fields = ["status", "proposal_table", "confirm_link"]
+    fields = ["status", "proposal_table", "decision_history", "confirm_link"]
     readonly_fields = fields
 
     @admin.display(description="Proposal")
     def proposal_table(self, plan: Plan) -> str:
         return render_proposal(plan.proposal)
+
+    @admin.display(description="Confirmations")
+    def decision_history(self, plan: Plan) -> str:
+        decisions = plan.decisions.select_related("decided_by").order_by("-decided_at", "-pk")
+        if not decisions:
+            return "Not confirmed yet."
+        return format_html_join(
+            "",
+            "<p>{} by {}: {}{} (rules {}){}</p>",
+            (
+                (
+                    f"{d.decided_at:%Y-%m-%d %H:%M}",
+                    d.decided_by.get_username(),
+                    d.get_agent_display(),
+                    ", indefinite" if d.indefinite else f", {d.duration_months} months to {d.end_on}",
+                    d.rules_version,
+                    f" — override ({', '.join(d.overridden)}): {d.override_reason}" if d.overridden else "",
+                )
+                for d in decisions
+            ),
+        )
 
     @admin.display(description="")
     def confirm_link(self, plan: Plan) -> str:

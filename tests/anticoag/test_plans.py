@@ -139,3 +139,6 @@ def test_the_admin_shows_the_plan_with_sources_and_confirms_it(client):
     plan.refresh_from_db()
     assert plan.status == PlanStatus.CONFIRMED
     assert plan.current_decision.decided_by == doctor
+    # the episode page shows the history of confirmations
+    page = client.get(reverse("admin:patients_cvtepisode_change", args=[episode.pk]))
+    assert f"by {doctor.get_username()}: Warfarin" in page.content.decode()
