@@ -539,7 +539,7 @@ def category_row(facts: EpisodeFacts) -> CategoryRow:
 
 @dataclass(frozen=True)
 class Note:
-    """A qualification of the duration, with its source."""
+    """A coded sentence with its source: a qualification of the duration, or a DOAC exclusion reason."""
 
     code: str
     message: str
@@ -736,16 +736,8 @@ def _acute_phase(s: Situation) -> AcutePhase:
 # =====================================================================================================
 
 
-@dataclass(frozen=True)
-class Reason:
-    """Why a DOAC is not (or not known to be) eligible."""
-
-    code: str
-    message: str
-    source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "source": self.source}
+#: Why a DOAC is not (or not known to be) eligible: a coded, sourced sentence, like a duration note.
+Reason = Note
 
 
 @dataclass(frozen=True)
