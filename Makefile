@@ -41,7 +41,12 @@ run: $(VENV)/.installed var
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	$(RUN_ENV) PORT=$(PORT) BIN=$(BIN) ./scripts/run-embedded.sh
 
-test: $(VENV)/.installed var
+# The browser tests (tests/ui) drive Debian's Chromium through Playwright; installed here, never downloaded.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+test: $(VENV)/.installed var $(CHROMIUM)
 	$(TEST_ENV) $(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from patients.admin import ClinicScopedAdmin, CvtEpisodeAdmin
 
@@ -152,6 +153,7 @@ class PlanAdmin(ClinicScopedAdmin):
     list_display = ["episode", "category_display", "status", "rules_version", "computed_at"]
     list_filter = ["status", "episode__patient__clinic"]
     list_select_related = ["episode__patient"]
+    mrn_search_path = "episode__patient__mrn"
     search_fields = ["=episode__patient__mrn"]
     show_full_result_count = False
     fields = ["episode", "status", "rules_version", "computed_at", "proposal_table", "changes_table"]
@@ -199,7 +201,11 @@ class PlanAdmin(ClinicScopedAdmin):
                         form.add_error(field if field in form.fields else None, error)
             else:
                 messages.success(request, "Plan confirmed.")
-                return HttpResponseRedirect(reverse("admin:anticoag_plan_change", args=[plan.pk]))
+                # Opened from the patient page: go back there.
+                back = request.GET.get("next", "")
+                if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+                    back = reverse("admin:anticoag_plan_change", args=[plan.pk])
+                return HttpResponseRedirect(back)
         context = {
             **self.admin_site.each_context(request),
             "title": "Confirm or override the plan",
@@ -345,6 +351,7 @@ class InrReadingAdmin(ClinicScopedAdmin):
     list_display = ["patient", "drawn_at", "inr_display", "bleeding", "source", "entered_by"]
     list_filter = ["patient__clinic", InrRangeFilter, "bleeding", "source"]
     list_select_related = ["patient", "entered_by"]
+    mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn"]
     search_help_text = "Exact MRN."
     date_hierarchy = "drawn_at"
@@ -455,6 +462,7 @@ class WarfarinDoseAdmin(ClinicScopedAdmin):
     ]
     list_filter = ["patient__clinic", "followed_suggestion"]
     list_select_related = ["patient", "decided_by"]
+    mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn"]
     search_help_text = "Exact MRN."
     show_full_result_count = False

@@ -272,3 +272,8 @@ ANTICOAG_SWEEP_BATCH_SIZE = env_int("ANTICOAG_SWEEP_BATCH_SIZE", 500)
 ANTICOAG_REMINDER_FROM_EMAIL = env_str("ANTICOAG_REMINDER_FROM_EMAIL", "")
 #: Right-hand side of the reminders' deterministic Message-IDs. Empty: the host of SITE_URL.
 ANTICOAG_MESSAGE_ID_DOMAIN = env_str("ANTICOAG_MESSAGE_ID_DOMAIN", "")
+
+# --- Staff UI -------------------------------------------------------------------------------------------
+#: Project-wide static files: the vendored chart library (static/vendor/, with its licence) and the staff
+#: pages' own scripts and styles (static/clinic/). Served by WhiteNoise; no CDN at run time.
+STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -9,22 +9,69 @@ from __future__ import annotations
 from auditlog.mixins import AuditlogHistoryAdminMixin
 from django import forms
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.functional import cached_property
 
 from .choices import Sinus
 from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
 from .scoping import clinic_ids_for, scope_to_user_clinics
 
 
+class CappedCountPaginator(Paginator):
+    """A paginator that never counts a whole large table: it counts at most ``cap`` + 1 rows.
+
+    The admin's changelist always counts the (filtered) rows to number its pages; on a table of millions of
+    INR readings or reminders that COUNT is the slowest query of the page. Counting up to the cap costs at
+    most ``cap`` index entries; beyond it the page says "more than 10,000" (templates/admin/pagination.html)
+    and offers the first pages; filters, the date drill-down and the MRN search narrow the list from there.
+    """
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        object_list = self.object_list
+        if isinstance(object_list, QuerySet):
+            # No ORDER BY: the database may stop at the cap in any order.
+            return object_list.order_by()[: self.cap + 1].count()
+        return len(object_list)
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
 class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
-    """A model admin that shows only rows of the user's clinics, reached through ``clinic_path``."""
+    """A model admin that shows only rows of the user's clinics, reached through ``clinic_path``.
+
+    Changelists never run a full COUNT (``show_full_result_count = False``, no facet counts, and
+    :class:`CappedCountPaginator`).
+    ``mrn_search_path`` names the MRN (``"mrn"``, ``"patient__mrn"``…): a search term is first looked up as an
+    exact MRN through the index on ``Patient.mrn``; only when no row has that MRN does the search fall back to
+    ``search_fields`` (case-insensitive MRN, name prefixes), which the database cannot serve from that index.
+    """
 
     clinic_path = "clinic"
+    mrn_search_path: str | None = None
     show_auditlog_history_link = False
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # facet counts are one COUNT per filter choice
+    paginator = CappedCountPaginator
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope_to_user_clinics(super().get_queryset(request), request.user, self.clinic_path)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if self.mrn_search_path and term and not any(char.isspace() for char in term):
+            # "mrn IN (as typed, upper, lower)" is served by the B-tree index; "=mrn" (UPPER(mrn) = UPPER(…)) is not.
+            variants = sorted({term, term.upper(), term.lower()})
+            exact = queryset.filter(**{f"{self.mrn_search_path}__in": variants})
+            if exact.exists():
+                return exact, False
+        return super().get_search_results(request, queryset, search_term)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         ids = clinic_ids_for(request.user)
@@ -66,7 +113,8 @@ class PatientAdmin(ClinicScopedAdmin):
     list_display_links = ["mrn", "family_name"]
     list_filter = ["clinic", "primary_nurse", "active"]
     list_select_related = ["clinic", "primary_nurse"]
-    # "=mrn" is an exact match served by the index; names match from the start ("^").
+    # An exact MRN is found through the index first (ClinicScopedAdmin); names match from the start ("^").
+    mrn_search_path = "mrn"
     search_fields = ["=mrn", "^family_name", "^given_name"]
     search_help_text = "Exact MRN, or the start of a family or given name."
     show_full_result_count = False
@@ -121,6 +169,7 @@ class CvtEpisodeAdmin(ClinicScopedAdmin):
     list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds", "pregnant"]
     list_select_related = ["patient"]
     list_filter = ["patient__clinic", "hemorrhage", "pregnant"]
+    mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn", "^patient__family_name"]
     date_hierarchy = "diagnosed_on"
     show_full_result_count = False
@@ -140,6 +189,7 @@ class LabResultAdmin(ClinicScopedAdmin):
     list_display = ["patient", "drawn_on", "serum_creatinine", "creatinine_unit", "hemoglobin_g_dl"]
     list_select_related = ["patient"]
     list_filter = ["patient__clinic"]
+    mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn"]
     show_full_result_count = False
     autocomplete_fields = ["patient"]

@@ -1,32 +1,96 @@
 """Admin for follow-ups (each patient's work list) and the reminder outbox (status, errors, resend).
 
 Both are scoped to the user's clinics. The outbox shows no patient data beyond what the e-mails carry.
+
+Issue #7 adds the staff pages that read all three apps: "My work" (``followup/my-work/``: the logged-in
+nurse's patients' items overdue or due within 7 days, with the bulk actions "mark done with result" and
+"reschedule with reason"), and the patient page (the Patient admin's change view, extended with the clinical
+picture, an INR form and in-place follow-up results). The dashboard on the admin home is
+``templates/admin/index.html`` with ``{% clinic_dashboard %}`` (``scheduling.templatetags.clinic_staff``).
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
-from patients.admin import ClinicScopedAdmin
+from anticoag.admin import render_proposal
+from anticoag.inr import clinic_today
+from patients.admin import ClinicScopedAdmin, PatientAdmin
+from patients.models import Patient
 
-from .models import FollowUp, Reminder, ReminderStatus
+from . import dashboard, views
+from .models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
+
+
+class MineFilter(admin.SimpleListFilter):
+    """ "My patients": items of the patients whose primary nurse is the logged-in user."""
+
+    title = "whose patients"
+    parameter_name = "mine"
+
+    def lookups(self, request, model_admin):
+        return [("1", "My patients")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(patient__primary_nurse=request.user)
+        return queryset
+
+
+class DueFilter(admin.SimpleListFilter):
+    """Open items by when they are due, each clinic's today in its own time zone (the digest's sections)."""
+
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("due", "Overdue, today and next 7 days"),
+            ("overdue", "Overdue"),
+            ("today", "Due today"),
+            ("week", "Due in the next 7 days"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() not in {"due", "overdue", "today", "week"}:
+            return queryset
+        days = dashboard.clinic_days(dashboard.user_clinics(request.user))
+        if not days:
+            return queryset.none()
+        return queryset.filter(
+            dashboard.due_q(self.value(), days), status=FollowUpStatus.SCHEDULED, patient__active=True
+        )
 
 
 @admin.register(FollowUp)
 class FollowUpAdmin(ClinicScopedAdmin):
+    """Every follow-up, and each nurse's work list ("My work": her patients' items overdue or due within 7 days)
+    with bulk actions: mark done with the result, reschedule with a reason."""
+
     clinic_path = "patient__clinic"
-    list_display = ["patient", "kind", "due_on", "window_end_on", "status", "completed_on"]
-    list_select_related = ["patient"]
+    list_display = ["due_marker", "kind", "patient_link", "patient_name", "window_end_on", "status", "completed_on"]
+    list_display_links = ["kind"]
+    list_select_related = ["patient__clinic", "patient__primary_nurse"]
     # "Related only": the filter offers the clinics and nurses of the rows the user may see, not every user.
     list_filter = [
+        MineFilter,
+        DueFilter,
         ("patient__clinic", admin.RelatedOnlyFieldListFilter),
         "status",
         "kind",
         ("patient__primary_nurse", admin.RelatedOnlyFieldListFilter),
     ]
+    actions = ["mark_done", "reschedule"]
+    mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn"]
     search_help_text = "Exact MRN."
     date_hierarchy = "due_on"
@@ -40,6 +104,45 @@ class FollowUpAdmin(ClinicScopedAdmin):
         ("Result", {"fields": ["completed_on", "recanalization", "result_note"]}),
         ("Origin", {"fields": ["rule", "source", "key", "created_at", "updated_at"]}),
     ]
+
+    @admin.display(description="Due", ordering="due_on")
+    def due_marker(self, item: FollowUp) -> str:
+        """The date, and for an open item its lateness in words (not only in colour)."""
+        if item.status != FollowUpStatus.SCHEDULED:
+            return item.due_on.isoformat()
+        today = clinic_today(item.patient.clinic)
+        words = dashboard.overdue_text(item.due_on, today)
+        if item.due_on < today:
+            return format_html('<span class="clinic-overdue">⚠ {} — {}</span>', item.due_on.isoformat(), words)
+        return format_html("{} <small>({})</small>", item.due_on.isoformat(), words)
+
+    @admin.display(description="Patient", ordering="patient__mrn")
+    def patient_link(self, item: FollowUp) -> str:
+        url = reverse("admin:patients_patient_change", args=[item.patient_id])
+        return format_html('<a href="{}">{}</a>', url, item.patient)
+
+    @admin.display(description="Name", ordering="patient__family_name")
+    def patient_name(self, item: FollowUp) -> str:
+        return f"{item.patient.family_name}, {item.patient.given_name}"
+
+    @admin.action(description="Mark done with result…", permissions=["change"])
+    def mark_done(self, request: HttpRequest, queryset: QuerySet[FollowUp]):
+        return views.bulk_mark_done(self, request, queryset)
+
+    @admin.action(description="Reschedule with reason…", permissions=["change"])
+    def reschedule(self, request: HttpRequest, queryset: QuerySet[FollowUp]):
+        return views.bulk_reschedule(self, request, queryset)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.my_work_view)
+        return [path("my-work/", view, name="scheduling_followup_my_work"), *super().get_urls()]
+
+    def my_work_view(self, request: HttpRequest) -> HttpResponseRedirect:
+        """ "My work": the logged-in nurse's patients' items, overdue and due within 7 days, oldest first."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query = urlencode({"mine": "1", "due": "due"})
+        return HttpResponseRedirect(reverse("admin:scheduling_followup_changelist") + "?" + query)
 
 
 @admin.register(Reminder)
@@ -95,3 +198,108 @@ class ReminderAdmin(ClinicScopedAdmin):
         self.message_user(request, f"{count} reminder(s) will be sent again by the next sweep.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"{skipped} reminder(s) were pending or sending and were left alone.")
+
+
+# =============================================================================================================
+# The patient page (issue #7): the patient's form, with above it the clinical picture — summary, INR chart,
+# plans, open follow-ups with their result forms, an INR form, and a timeline. It lives here because it reads
+# all three apps (scheduling → anticoag → patients); the Patient admin of ``patients`` is extended, not copied.
+# =============================================================================================================
+
+
+class PatientPageAdmin(PatientAdmin):
+    change_form_template = "admin/patients/patient/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The page reads the clinic (its time zone) and the primary nurse: fetch them with the patient.
+        return super().get_queryset(request).select_related("clinic", "primary_nurse")
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/record-inr/", wrap(self.record_inr_view), name="patients_patient_record_inr"),
+            path(
+                "<path:object_id>/follow-ups/<int:follow_up_id>/done/",
+                wrap(self.complete_follow_up_view),
+                name="patients_patient_follow_up_done",
+            ),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk is not None and not add:
+            context.update(self.patient_page_context(request, obj, context))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def patient_page_context(self, request: HttpRequest, patient: Patient, context: dict) -> dict:
+        page = dashboard.patient_page(patient=patient)
+        today = page["today"]
+        bound = context.get("follow_up_form")
+        can_complete = request.user.has_perm("scheduling.change_followup")
+        for row in page["open_follow_ups"]:
+            item = row["item"]
+            if can_complete:
+                row["form"] = bound if bound is not None and bound.item.pk == item.pk else None
+                row["form"] = row["form"] or views.CompleteFollowUpForm(item=item, today=today)
+                row["action"] = reverse("admin:patients_patient_follow_up_done", args=[patient.pk, item.pk])
+        can_confirm = request.user.has_perm("anticoag.add_plandecision")
+        here = reverse("admin:patients_patient_change", args=[patient.pk])
+        for row in page["plans"]:
+            if row["plan"] is not None:
+                row["proposal_table"] = render_proposal(row["plan"].proposal)
+                row["plan_url"] = reverse("admin:anticoag_plan_change", args=[row["plan"].pk])
+                if can_confirm:
+                    confirm = reverse("admin:anticoag_plan_confirm", args=[row["plan"].pk])
+                    row["confirm_url"] = confirm + "?" + urlencode({"next": here})
+        if request.user.has_perm("anticoag.add_inrreading"):
+            page["inr_form"] = context.get("inr_form") or views.record_inr_form(patient=patient)
+            page["inr_action"] = reverse("admin:patients_patient_record_inr", args=[patient.pk])
+        return {"patient_page": page, "patient_obj": patient}
+
+    def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:
+        return get_object_or_404(self.get_queryset(request), pk=unquote(object_id))
+
+    def _redisplay(self, request: HttpRequest, object_id: str, extra_context: dict):
+        """The patient page again, with the refused form and its errors by field (the POST is not replayed)."""
+        request.method = "GET"
+        return self.change_view(request, object_id, extra_context=extra_context)
+
+    def record_inr_view(self, request: HttpRequest, object_id: str):
+        patient = self._patient_or_404(request, object_id)
+        page_url = reverse("admin:patients_patient_change", args=[patient.pk])
+        if request.method != "POST":
+            return HttpResponseRedirect(page_url + "#record-inr")
+        if not request.user.has_perm("anticoag.add_inrreading"):
+            raise PermissionDenied
+        form, reading = views.record_inr(request=request, patient=patient)
+        if reading is None:
+            messages.error(request, "The INR was not recorded: see the form below.")
+            return self._redisplay(request, object_id, {"inr_form": form})
+        next_item = (
+            FollowUp.objects.filter(patient=patient, kind=FollowUpKind.INR_TEST, status=FollowUpStatus.SCHEDULED)
+            .order_by("due_on")
+            .first()
+        )
+        messages.success(request, views.inr_recorded_message(reading, next_item))
+        return HttpResponseRedirect(page_url + "#inr-chart-section")
+
+    def complete_follow_up_view(self, request: HttpRequest, object_id: str, follow_up_id: int):
+        patient = self._patient_or_404(request, object_id)
+        page_url = reverse("admin:patients_patient_change", args=[patient.pk])
+        item = get_object_or_404(
+            FollowUp.objects.select_related("patient", "episode"), pk=follow_up_id, patient=patient
+        )
+        if request.method != "POST":
+            return HttpResponseRedirect(page_url + "#open-follow-ups")
+        if not request.user.has_perm("scheduling.change_followup"):
+            raise PermissionDenied
+        form, created = views.complete_follow_up(request=request, item=item, today=clinic_today(patient.clinic))
+        if created is None:
+            messages.error(request, f"{item.get_kind_display()} was not marked done: see the form below.")
+            return self._redisplay(request, object_id, {"follow_up_form": form})
+        messages.success(request, views.done_message(item, created))
+        return HttpResponseRedirect(page_url + "#open-follow-ups")
+
+
+admin.site.unregister(Patient)
+admin.site.register(Patient, PatientPageAdmin)

@@ -1,0 +1,16 @@
+"""Template tags of the staff pages: the clinic dashboard on the admin home (templates/admin/index.html)."""
+
+from __future__ import annotations
+
+from django import template
+
+from scheduling.dashboard import clinic_dashboard as clinic_dashboard_data
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/clinic/dashboard.html", takes_context=True)
+def clinic_dashboard(context) -> dict:
+    """The dashboard of the logged-in user's clinics, above the admin's list of models."""
+    request = context["request"]
+    return {"dashboard": clinic_dashboard_data(user=request.user), "request": request}

@@ -1,0 +1,69 @@
+"""The nurse's work list actions that :mod:`scheduling.follow_ups` does not have: moving an open item's date.
+
+Marking items done goes through :func:`scheduling.follow_ups.follow_up_complete` (one rule for the API, the
+admin and the work list); this module adds :func:`follow_up_reschedule`.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from datetime import date, datetime
+
+from auditlog.context import set_actor
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from anticoag.inr import clinic_today
+
+from .follow_ups import CLINICIAN_INR_RULE
+from .models import FollowUp, FollowUpKind, FollowUpStatus
+
+#: How the reason is written into ``result_note`` (newest first, the note is cut at 500 characters).
+RESCHEDULE_NOTE = "Rescheduled from {old} to {new} by {user}: {reason}"
+
+
+def follow_up_reschedule(*, follow_up: FollowUp, due_on: date, reason: str, user=None) -> FollowUp:
+    """Move an open item to ``due_on`` and record why, or refuse with a ``ValidationError`` naming the field.
+
+    * Refused: an empty ``reason``; a date that is not a date, is in the past (the clinic's day) or is the
+      current due date (``due_on``); an item that is not scheduled any more (``status``).
+    * The reason goes into ``result_note`` ("Rescheduled from … to … by …: reason") and, with the old and new
+      date and the user, into the audit log (``FollowUp`` is audited). A window end before the new date
+      moves to it; an earlier one is kept (the clinical window does not move with the appointment).
+    * An INR test moved by hand is marked as the clinician's date (``rule = clinician_next_inr``), so a
+      re-save of the same reading does not move it back; the next reading schedules the next test as usual.
+      Plan items are recomputed when the plan's facts change: a new proposal can move them again.
+    """
+    reason = (reason or "").strip()
+    context = set_actor(user) if user is not None else nullcontext()
+    with context, transaction.atomic():
+        item = FollowUp.objects.select_for_update(of=("self",)).select_related("patient__clinic").get(pk=follow_up.pk)
+        errors: dict[str, str] = {}
+        if not reason:
+            errors["reason"] = "Give the reason for moving the date."
+        if not isinstance(due_on, date) or isinstance(due_on, datetime):
+            errors["due_on"] = "Give the new due date (YYYY-MM-DD)."
+        elif due_on < clinic_today(item.patient.clinic):
+            errors["due_on"] = f"{due_on.isoformat()} is in the past."
+        elif due_on == item.due_on:
+            errors["due_on"] = f"The item is already due on {due_on.isoformat()}."
+        if item.status != FollowUpStatus.SCHEDULED:
+            errors["status"] = f"This item is {item.get_status_display().lower()}: only open items can be rescheduled."
+        if errors:
+            raise ValidationError(errors)
+
+        note = RESCHEDULE_NOTE.format(
+            old=item.due_on.isoformat(), new=due_on.isoformat(), user=user or "—", reason=reason
+        )
+        item.result_note = " | ".join(part for part in (note, item.result_note) if part)[:500]
+        item.due_on = due_on
+        fields = ["due_on", "result_note", "updated_at"]
+        if item.window_end_on is not None and item.window_end_on < due_on:
+            item.window_end_on = due_on
+            fields.append("window_end_on")
+        if item.kind == FollowUpKind.INR_TEST:
+            item.rule = CLINICIAN_INR_RULE
+            fields.append("rule")
+        item.save(update_fields=fields)
+    follow_up.refresh_from_db()
+    return item
