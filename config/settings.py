@@ -85,10 +85,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served from our own static files: clinics run offline
     "auditlog",
     "patients",
     "anticoag",
     "scheduling",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -217,10 +222,69 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 
 # --- REST framework -------------------------------------------------------------------------------------
+# Conventions (config/rest.py): token or session, role permissions (view needed to read), clinic scoping,
+# cursor pagination, unknown query parameters refused, every refusal a 400 naming the field.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Token first: an anonymous API client gets 401 with "WWW-Authenticate: Token", not a bare 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Views set config.rest.RolePermission themselves (it cannot be a default: DRF would import it too early).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "config.rest.ClinicAutoSchema",
+    "EXCEPTION_HANDLER": "config.rest.exception_handler",
+    "URL_FORMAT_OVERRIDE": None,  # no ?format=: every query parameter is a filter or a paging control
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CVT anticoagulation clinic API",
+    "DESCRIPTION": (
+        "Read the clinic's patients, CVT episodes, plans, INR readings, follow-ups and reminders; confirm a "
+        "plan, complete a follow-up, record INR readings; export data sets (CSV, NDJSON, pseudonymised for "
+        "research); one patient as a FHIR R4 Bundle; a nurse's follow-ups as an iCalendar feed.\n\n"
+        "**Authentication**: a session (the admin login) or a token (`POST /api/v1/auth/token/`, then "
+        "`Authorization: Token <key>`). Anonymous requests get 401.\n\n"
+        "**Scope**: every list, filter, export and lookup covers only the clinics the user belongs to; a record "
+        "of another clinic answers 404, exactly like one that does not exist.\n\n"
+        "**Roles**: reading needs the role's view permission; clinicians confirm plans; clinicians and nurses "
+        "record INR readings and complete follow-ups; the reporting role reads and exports only. Exports need "
+        "the export permission (reporting, clinician).\n\n"
+        "**Errors**: a refused input answers 400 with an object whose keys name the offending fields (or query "
+        "parameters) and whose values list the messages; `non_field_errors` holds the rest. An unknown query "
+        "parameter (one the operation does not list) is refused the same way, naming it and listing the allowed "
+        "ones: a misspelt filter never silently returns everything.\n\n"
+        "**Paging**: lists are cursor-paginated in id order (`cursor`, `page_size` up to 500); follow `next`."
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "PlanStatusEnum": "anticoag.models.PlanStatus",
+        "AgentEnum": "anticoag.models.Agent",
+        "InrSourceEnum": "anticoag.models.InrSource",
+        "FollowUpStatusEnum": "scheduling.models.FollowUpStatus",
+        "FollowUpKindEnum": "scheduling.models.FollowUpKind",
+        "RecanalizationEnum": "scheduling.models.Recanalization",
+        "ReminderStatusEnum": "scheduling.models.ReminderStatus",
+        "ReminderKindEnum": "scheduling.models.ReminderKind",
+    },
+}
+
+# --- Exports, FHIR ---------------------------------------------------------------------------------------
+#: Key of the research pseudonyms (HMAC-SHA256 of the MRN). Required for research exports in production:
+#: without it they answer 503. Keep it apart from DJANGO_SECRET_KEY (rotating that must not change every
+#: pseudonym) and never change it during a study. In debug mode a key derived from the secret key is used.
+ANTICOAG_PSEUDONYM_KEY = env_str("ANTICOAG_PSEUDONYM_KEY", "")
+#: FHIR Patient.identifier system of the MRNs; "{clinic_id}" is replaced by the clinic's id (MRNs are unique
+#: per clinic). Empty: SITE_URL/fhir/sid/mrn/clinic-{clinic_id}.
+ANTICOAG_FHIR_MRN_SYSTEM = env_str("ANTICOAG_FHIR_MRN_SYSTEM", "")
 
 # --- Security (safe defaults; a TLS-terminating proxy sets X-Forwarded-Proto) ---------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

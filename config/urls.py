@@ -1,7 +1,7 @@
 """URL routes. REST views live in each app's ``api.py`` and are mounted under ``/api/v1/``."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from config.health import healthz
 
@@ -12,4 +12,5 @@ admin.site.index_title = "Clinic"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("config.api_urls")),
 ]

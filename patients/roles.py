@@ -12,11 +12,15 @@ from collections.abc import Iterable
 from .choices import Role
 
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+#: Bulk export of data sets (CSV/NDJSON, identified or pseudonymised): ``reporting.export_exportlog``.
+EXPORT = "export"
 READ = (VIEW,)
 WRITE = (VIEW, ADD, CHANGE)
 
 #: role → {model → actions}. Nobody but an administrator deletes clinical data: records are corrected,
-#: not removed, so the audit trail stays whole.
+#: not removed, so the audit trail stays whole. Exports (every one logged) are for the reporting role and
+#: for clinicians (audits of their own clinic); nurses work from lists and their calendar feed instead. A
+#: nurse's calendar feed is hers to create and revoke (DELETE revokes it; the row stays).
 PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
     Role.CLINICIAN: {
         "patients.clinic": READ,
@@ -31,6 +35,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.warfarindose": WRITE,
         "scheduling.followup": WRITE,
         "scheduling.reminder": READ,
+        "reporting.exportlog": (EXPORT,),
     },
     Role.NURSE: {
         "patients.clinic": READ,
@@ -45,6 +50,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.warfarindose": READ,
         "scheduling.followup": WRITE,
         "scheduling.reminder": READ,
+        "reporting.calendarfeed": (VIEW, ADD, DELETE),
     },
     Role.REPORTING: {
         "patients.clinic": READ,
@@ -59,6 +65,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.warfarindose": READ,
         "scheduling.followup": READ,
         "scheduling.reminder": READ,
+        "reporting.exportlog": (EXPORT,),
     },
 }
 

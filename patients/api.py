@@ -1,0 +1,160 @@
+"""REST endpoints for patients and CVT episodes (read-only): thin views over scoped selectors.
+
+``GET /api/v1/patients/`` and ``/episodes/`` (filters below, cursor-paginated), ``…/{id}/``. Every queryset is
+scoped to the user's clinics (:func:`patients.scoping.scope_to_user_clinics`); a record of another clinic is
+a 404. Writes happen in the admin (and through the services it calls), where the forms and audit live.
+"""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from config.rest import ClinicFilterSet, ClinicScopedViewSet, DateTimeFilter, IdFilter, StrictBooleanFilter
+
+from .models import CvtEpisode, EpisodeRiskFactor, Patient
+from .scoping import scope_to_user_clinics
+
+# ---------------------------------------------------------------------------------------------------------------
+# Selectors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def patient_list(*, user) -> QuerySet[Patient]:
+    """The patients of the user's clinics."""
+    return scope_to_user_clinics(Patient.objects.all(), user, "clinic")
+
+
+def episode_list(*, user) -> QuerySet[CvtEpisode]:
+    """The CVT episodes of the user's clinics, with their risk factors."""
+    episodes = CvtEpisode.objects.prefetch_related("risk_factors")
+    return scope_to_user_clinics(episodes, user, "patient__clinic")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Filters (shared with the exports of the same data sets)
+# ---------------------------------------------------------------------------------------------------------------
+
+UPDATED_SINCE_HELP = "Changed at or after this ISO 8601 date-time (e.g. 2026-01-05T00:00:00Z)."
+
+
+class PatientFilter(ClinicFilterSet):
+    clinic = IdFilter(field_name="clinic_id", help_text="Clinic id.")
+    nurse = IdFilter(field_name="primary_nurse_id", help_text="Primary nurse (user id).")
+    clinician = IdFilter(field_name="responsible_clinician_id", help_text="Responsible clinician (user id).")
+    active = StrictBooleanFilter(help_text="Active patients (true) or former ones (false).")
+    mrn = django_filters.CharFilter(field_name="mrn", lookup_expr="iexact", help_text="Exact MRN (any case).")
+    updated_since = DateTimeFilter(field_name="updated_at", lookup_expr="gte", help_text=UPDATED_SINCE_HELP)
+
+    class Meta:
+        model = Patient
+        fields: list[str] = []
+
+
+class EpisodeFilter(ClinicFilterSet):
+    clinic = IdFilter(field_name="patient__clinic_id", help_text="Clinic id.")
+    nurse = IdFilter(field_name="patient__primary_nurse_id", help_text="The patient's primary nurse (user id).")
+    patient = IdFilter(field_name="patient_id", help_text="Patient id.")
+    diagnosed_from = django_filters.DateFilter(
+        field_name="diagnosed_on", lookup_expr="gte", help_text="Diagnosed on or after this date (YYYY-MM-DD)."
+    )
+    diagnosed_to = django_filters.DateFilter(
+        field_name="diagnosed_on", lookup_expr="lte", help_text="Diagnosed on or before this date (YYYY-MM-DD)."
+    )
+    pregnant = StrictBooleanFilter(help_text="Pregnancy-associated episodes (true) or the others (false).")
+    updated_since = DateTimeFilter(field_name="updated_at", lookup_expr="gte", help_text=UPDATED_SINCE_HELP)
+
+    class Meta:
+        model = CvtEpisode
+        fields: list[str] = []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serializers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = [
+            "id",
+            "clinic",
+            "mrn",
+            "family_name",
+            "given_name",
+            "date_of_birth",
+            "sex",
+            "weight_kg",
+            "primary_nurse",
+            "responsible_clinician",
+            "active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RiskFactorSerializer(serializers.ModelSerializer):
+    label = serializers.CharField(source="get_code_display", read_only=True)
+
+    class Meta:
+        model = EpisodeRiskFactor
+        fields = ["code", "label", "noted_on"]
+        read_only_fields = fields
+
+
+class EpisodeSerializer(serializers.ModelSerializer):
+    sinuses = serializers.ListField(child=serializers.CharField(), read_only=True)
+    risk_factors = RiskFactorSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = CvtEpisode
+        fields = [
+            "id",
+            "patient",
+            "diagnosed_on",
+            "sinuses",
+            "hemorrhage",
+            "subdural_hematoma",
+            "microbleeds",
+            "anti_amyloid_therapy",
+            "pregnant",
+            "delivered_on",
+            "breastfeeding",
+            "prior_cvt",
+            "prior_vte",
+            "notes",
+            "risk_factors",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PatientViewSet(ClinicScopedViewSet):
+    """Patients of your clinics. Filter by clinic, primary nurse, clinician, MRN, active, updated since."""
+
+    queryset = Patient.objects.all()
+    serializer_class = PatientSerializer
+    filterset_class = PatientFilter
+
+    def get_queryset(self) -> QuerySet[Patient]:
+        return patient_list(user=self.request.user)
+
+
+class EpisodeViewSet(ClinicScopedViewSet):
+    """CVT episodes of your clinics, with their risk factors (read-only, nested)."""
+
+    queryset = CvtEpisode.objects.all()
+    serializer_class = EpisodeSerializer
+    filterset_class = EpisodeFilter
+
+    def get_queryset(self) -> QuerySet[CvtEpisode]:
+        return episode_list(user=self.request.user)

@@ -1,0 +1,486 @@
+"""Streamed exports of the clinic's data sets as CSV or NDJSON, identified or pseudonymised for research.
+
+Constant memory and a constant number of queries whatever the row count: one ``values_list`` query read
+through a server-side cursor (``iterator(chunk_size=…)``; PostgreSQL declares a cursor, SQLite reads in
+chunks), no model instance and no serializer per row, no list of rows, and the output written in chunks of
+a few hundred rows as the client reads them.
+
+The research variant (pseudonymised) leaves out names, MRNs, the date of birth, internal patient ids and
+every free-text field; the patient appears as ``patient_key``, an HMAC-SHA256 of clinic and MRN under
+``settings.ANTICOAG_PSEUDONYM_KEY`` (stable across exports and data sets, so rows join up; not reversible
+without the key), and the age as a ten-year band.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Aggregate, CharField, Model, OuterRef, QuerySet, Subquery
+from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
+
+from anticoag.api import InrReadingFilter, PlanFilter, inr_reading_list, plan_list
+from anticoag.models import InrReading, Plan, PlanDecision
+from patients.api import EpisodeFilter, PatientFilter, episode_list, patient_list
+from patients.models import CvtEpisode, EpisodeRiskFactor, Patient
+from patients.scoping import clinic_ids_for
+from scheduling.api import FollowUpFilter, follow_up_list
+from scheduling.models import FollowUp
+
+from .models import ExportDataset, ExportFormat, ExportLog
+
+#: Rows fetched per round trip from the server-side cursor.
+FETCH_CHUNK_ROWS = 2000
+#: Rows per chunk written to the client (a few tens of kilobytes).
+WRITE_CHUNK_ROWS = 500
+
+MEDIA_TYPES = {ExportFormat.CSV: "text/csv", ExportFormat.NDJSON: "application/x-ndjson"}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pseudonyms
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def pseudonym_key() -> bytes:
+    """``settings.ANTICOAG_PSEUDONYM_KEY``, read now. In debug mode a key derived from the secret key stands
+    in; in production a missing key raises ``ImproperlyConfigured`` (research exports answer 503)."""
+    key = getattr(settings, "ANTICOAG_PSEUDONYM_KEY", "")
+    if key:
+        return key.encode()
+    if settings.DEBUG:
+        return hmac.new(settings.SECRET_KEY.encode(), b"anticoag.pseudonym-key", hashlib.sha256).digest()
+    raise ImproperlyConfigured("ANTICOAG_PSEUDONYM_KEY is not set: research exports are unavailable.")
+
+
+def mrn_pseudonym(*, clinic_id: int, mrn: str, key: bytes) -> str:
+    """The stable research key of a patient: HMAC-SHA256 (hex) of clinic id and MRN (trimmed, any case —
+    MRNs are unique per clinic regardless of case)."""
+    message = f"{clinic_id}:{mrn.strip().casefold()}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def age_band(born: date | None, on: date | None) -> str | None:
+    """Ten-year band of the age on a day: "0-9", "10-19" … "80-89", and "90+" (rarer ages identify)."""
+    if born is None or on is None:
+        return None
+    years = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    if years >= 90:
+        return "90+"
+    low = max(years, 0) // 10 * 10
+    return f"{low}-{low + 9}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data sets
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Kinds of column value: written as is, free text (guarded against spreadsheet formulas in CSV), a list
+#: (JSON array in NDJSON, ";"-joined in CSV) or a ";"-joined string from the database (same).
+VALUE, TEXT, LIST, JOINED = "value", "text", "list", "joined"
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    key: bytes | None
+    today: date
+
+
+@dataclass(frozen=True)
+class Column:
+    """An output column: the database paths it reads and, for computed columns, how."""
+
+    name: str
+    paths: tuple[str, ...]
+    compute: Callable[..., Any] | None = None
+    kind: str = VALUE
+
+
+def col(name: str, path: str | None = None, kind: str = VALUE) -> Column:
+    return Column(name, (path or name,), None, kind)
+
+
+def patient_key(clinic_path: str, mrn_path: str) -> Column:
+    return Column(
+        "patient_key",
+        (clinic_path, mrn_path),
+        lambda ctx, clinic_id, mrn: mrn_pseudonym(clinic_id=clinic_id, mrn=mrn, key=ctx.key),
+    )
+
+
+def age_band_today(name: str, born_path: str) -> Column:
+    return Column(name, (born_path,), lambda ctx, born: age_band(born, ctx.today))
+
+
+def age_band_on(name: str, born_path: str, on_path: str) -> Column:
+    return Column(name, (born_path, on_path), lambda ctx, born, on: age_band(born, on))
+
+
+class JoinedCodes(Aggregate):
+    """The codes of a group joined with ";" in order: STRING_AGG on PostgreSQL, GROUP_CONCAT on SQLite."""
+
+    function = "STRING_AGG"
+    template = "%(function)s(%(expressions)s, ';' ORDER BY %(expressions)s)"
+    output_field = CharField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, function="GROUP_CONCAT", template="%(function)s(%(expressions)s, ';')")
+
+
+def _episodes_with_codes(queryset: QuerySet[CvtEpisode]) -> QuerySet[CvtEpisode]:
+    codes = (
+        EpisodeRiskFactor.objects.filter(episode_id=OuterRef("pk"))
+        .order_by()
+        .values("episode_id")
+        .annotate(codes=JoinedCodes("code"))
+        .values("codes")
+    )
+    return queryset.annotate(risk_factor_codes=Subquery(codes))
+
+
+_DECISION_FIELDS = ("agent", "indefinite", "duration_months", "end_on", "overridden", "override_reason")
+
+
+def _plans_with_decision(queryset: QuerySet[Plan]) -> QuerySet[Plan]:
+    latest = PlanDecision.objects.filter(plan_id=OuterRef("pk")).order_by("-decided_at", "-pk")
+    annotations: dict[str, Any] = {f"decision_{name}": Subquery(latest.values(name)[:1]) for name in _DECISION_FIELDS}
+    annotations["decision_decided_by_id"] = Subquery(latest.values("decided_by_id")[:1])
+    annotations["decision_decided_at"] = Subquery(latest.values("decided_at")[:1])
+    annotations["proposal_category"] = KeyTextTransform("category", "proposal")
+    return queryset.annotate(**annotations)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One exportable data set: its scoped selector, its filters and its columns (identified, research)."""
+
+    name: str
+    model: type[Model]
+    selector: Callable[..., QuerySet]
+    filterset_class: type
+    columns: tuple[Column, ...]
+    research_columns: tuple[Column, ...]
+    annotate: Callable[[QuerySet], QuerySet] = field(default=lambda queryset: queryset)
+
+    def queryset(self, *, user) -> QuerySet:
+        """The user's rows (scoped by the same selector as the list endpoint), without prefetches."""
+        return self.annotate(self.selector(user=user).prefetch_related(None))
+
+    def columns_for(self, *, pseudonymised: bool) -> tuple[Column, ...]:
+        return self.research_columns if pseudonymised else self.columns
+
+
+DATASETS: dict[str, Dataset] = {
+    ExportDataset.PATIENTS: Dataset(
+        name=ExportDataset.PATIENTS,
+        model=Patient,
+        selector=patient_list,
+        filterset_class=PatientFilter,
+        columns=(
+            col("id"),
+            col("clinic_id"),
+            col("mrn", kind=TEXT),
+            col("family_name", kind=TEXT),
+            col("given_name", kind=TEXT),
+            col("date_of_birth"),
+            col("sex"),
+            col("weight_kg"),
+            col("primary_nurse_id"),
+            col("responsible_clinician_id"),
+            col("active"),
+            col("created_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            patient_key("clinic_id", "mrn"),
+            col("clinic_id"),
+            age_band_today("age_band", "date_of_birth"),
+            col("sex"),
+            col("weight_kg"),
+            col("active"),
+        ),
+    ),
+    ExportDataset.EPISODES: Dataset(
+        name=ExportDataset.EPISODES,
+        model=CvtEpisode,
+        selector=episode_list,
+        filterset_class=EpisodeFilter,
+        annotate=_episodes_with_codes,
+        columns=(
+            col("id"),
+            col("patient_id"),
+            col("clinic_id", "patient__clinic_id"),
+            col("mrn", "patient__mrn", kind=TEXT),
+            col("diagnosed_on"),
+            col("sinuses", kind=LIST),
+            col("risk_factors", "risk_factor_codes", kind=JOINED),
+            col("hemorrhage"),
+            col("subdural_hematoma"),
+            col("microbleeds"),
+            col("anti_amyloid_therapy"),
+            col("pregnant"),
+            col("delivered_on"),
+            col("breastfeeding"),
+            col("prior_cvt"),
+            col("prior_vte"),
+            col("notes", kind=TEXT),
+            col("created_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            col("episode_id", "id"),
+            patient_key("patient__clinic_id", "patient__mrn"),
+            col("clinic_id", "patient__clinic_id"),
+            age_band_on("age_band_at_diagnosis", "patient__date_of_birth", "diagnosed_on"),
+            col("diagnosed_on"),
+            col("sinuses", kind=LIST),
+            col("risk_factors", "risk_factor_codes", kind=JOINED),
+            col("hemorrhage"),
+            col("subdural_hematoma"),
+            col("microbleeds"),
+            col("anti_amyloid_therapy"),
+            col("pregnant"),
+            col("breastfeeding"),
+            col("prior_cvt"),
+            col("prior_vte"),
+        ),
+    ),
+    ExportDataset.PLANS: Dataset(
+        name=ExportDataset.PLANS,
+        model=Plan,
+        selector=plan_list,
+        filterset_class=PlanFilter,
+        annotate=_plans_with_decision,
+        columns=(
+            col("id"),
+            col("episode_id"),
+            col("patient_id", "episode__patient_id"),
+            col("clinic_id", "episode__patient__clinic_id"),
+            col("mrn", "episode__patient__mrn", kind=TEXT),
+            col("status"),
+            col("category", "proposal_category"),
+            col("rules_version"),
+            col("computed_at"),
+            col("agent", "decision_agent"),
+            col("indefinite", "decision_indefinite"),
+            col("duration_months", "decision_duration_months"),
+            col("end_on", "decision_end_on"),
+            col("overridden", "decision_overridden", kind=LIST),
+            col("override_reason", "decision_override_reason", kind=TEXT),
+            col("decided_by_id", "decision_decided_by_id"),
+            col("decided_at", "decision_decided_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            col("plan_id", "id"),
+            col("episode_id"),
+            patient_key("episode__patient__clinic_id", "episode__patient__mrn"),
+            col("clinic_id", "episode__patient__clinic_id"),
+            col("status"),
+            col("category", "proposal_category"),
+            col("rules_version"),
+            col("computed_at"),
+            col("agent", "decision_agent"),
+            col("indefinite", "decision_indefinite"),
+            col("duration_months", "decision_duration_months"),
+            col("end_on", "decision_end_on"),
+            col("overridden", "decision_overridden", kind=LIST),
+            col("decided_at", "decision_decided_at"),
+        ),
+    ),
+    ExportDataset.INR_READINGS: Dataset(
+        name=ExportDataset.INR_READINGS,
+        model=InrReading,
+        selector=inr_reading_list,
+        filterset_class=InrReadingFilter,
+        columns=(
+            col("id"),
+            col("patient_id"),
+            col("clinic_id", "patient__clinic_id"),
+            col("mrn", "patient__mrn", kind=TEXT),
+            col("drawn_at"),
+            col("value"),
+            col("source"),
+            col("bleeding"),
+            col("note", kind=TEXT),
+            col("entered_by_id"),
+            col("created_at"),
+        ),
+        research_columns=(
+            patient_key("patient__clinic_id", "patient__mrn"),
+            col("clinic_id", "patient__clinic_id"),
+            col("drawn_at"),
+            col("value"),
+            col("source"),
+            col("bleeding"),
+        ),
+    ),
+    ExportDataset.FOLLOW_UPS: Dataset(
+        name=ExportDataset.FOLLOW_UPS,
+        model=FollowUp,
+        selector=follow_up_list,
+        filterset_class=FollowUpFilter,
+        columns=(
+            col("id"),
+            col("patient_id"),
+            col("clinic_id", "patient__clinic_id"),
+            col("mrn", "patient__mrn", kind=TEXT),
+            col("episode_id"),
+            col("kind"),
+            col("due_on"),
+            col("window_end_on"),
+            col("status"),
+            col("completed_on"),
+            col("recanalization"),
+            col("result_note", kind=TEXT),
+            col("rule"),
+            col("source"),
+            col("created_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            col("follow_up_id", "id"),
+            col("episode_id"),
+            patient_key("patient__clinic_id", "patient__mrn"),
+            col("clinic_id", "patient__clinic_id"),
+            col("kind"),
+            col("due_on"),
+            col("window_end_on"),
+            col("status"),
+            col("completed_on"),
+            col("recanalization"),
+            col("rule"),
+        ),
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows and formats
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def export_rows(*, queryset: QuerySet, columns: Sequence[Column], context: ExportContext) -> Iterator[list[Any]]:
+    """The output rows, one ``values_list`` query read in chunks through a server-side cursor, in id order."""
+    paths = list(dict.fromkeys(path for column in columns for path in column.paths))
+    index = {path: position for position, path in enumerate(paths)}
+    plan = [(tuple(index[path] for path in column.paths), column.compute) for column in columns]
+    for raw in queryset.order_by("pk").values_list(*paths).iterator(chunk_size=FETCH_CHUNK_ROWS):
+        yield [
+            raw[positions[0]] if compute is None else compute(context, *(raw[p] for p in positions))
+            for positions, compute in plan
+        ]
+
+
+#: A cell starting with one of these is a formula to a spreadsheet: free text is prefixed with "'" in CSV.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any, kind: str) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if kind == LIST:
+        return ";".join(str(item) for item in value)
+    if kind == TEXT and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _json_value(value: Any, kind: str) -> Any:
+    if kind == JOINED:
+        return value.split(";") if value else []
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)  # exact, as the API gives decimals
+    return value
+
+
+class _Line:
+    """csv.writer's file: hands back the line instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def csv_chunks(rows: Iterable[list[Any]], columns: Sequence[Column], counter: list[int]) -> Iterator[bytes]:
+    writer = csv.writer(_Line(), lineterminator="\r\n")
+    kinds = [column.kind for column in columns]
+    yield writer.writerow([column.name for column in columns]).encode()
+    buffer: list[str] = []
+    for row in rows:
+        buffer.append(writer.writerow([_csv_cell(value, kind) for value, kind in zip(row, kinds, strict=True)]))
+        counter[0] += 1
+        if len(buffer) >= WRITE_CHUNK_ROWS:
+            yield "".join(buffer).encode()
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def ndjson_chunks(rows: Iterable[list[Any]], columns: Sequence[Column], counter: list[int]) -> Iterator[bytes]:
+    names = [column.name for column in columns]
+    kinds = [column.kind for column in columns]
+    buffer: list[str] = []
+    for row in rows:
+        record = {name: _json_value(value, kind) for name, value, kind in zip(names, row, kinds, strict=True)}
+        buffer.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        buffer.append("\n")
+        counter[0] += 1
+        if len(buffer) >= 2 * WRITE_CHUNK_ROWS:
+            yield "".join(buffer).encode()
+            buffer.clear()
+    if buffer:
+        yield "".join(buffer).encode()
+
+
+def export_stream(
+    *, log: ExportLog, queryset: QuerySet, columns: Sequence[Column], context: ExportContext
+) -> Iterator[bytes]:
+    """The export's bytes, chunk by chunk. When the stream ends — finished, failed or abandoned by the
+    client — the log row gets its row count and end time (``completed`` only when every row went out)."""
+    counter = [0]
+    completed = False
+    try:
+        rows = export_rows(queryset=queryset, columns=columns, context=context)
+        chunks = csv_chunks if log.format == ExportFormat.CSV else ndjson_chunks
+        yield from chunks(rows, columns, counter)
+        completed = True
+    finally:
+        ExportLog.objects.filter(pk=log.pk).update(
+            row_count=counter[0], finished_at=timezone.now(), completed=completed
+        )
+
+
+def export_start(
+    *, user, dataset: Dataset, fmt: str, pseudonymised: bool, filters: dict[str, Any], queryset: QuerySet
+) -> tuple[ExportLog, Iterator[bytes]]:
+    """Log the export (who, what, filters, scope) and return the log row with the stream of its bytes.
+
+    ``queryset`` is the user's filtered rows of ``dataset``. Raises ``ImproperlyConfigured`` for a research
+    export without a pseudonym key (before anything is logged).
+    """
+    context = ExportContext(key=pseudonym_key() if pseudonymised else None, today=timezone.localdate())
+    log = ExportLog.objects.create(
+        user=user,
+        dataset=dataset.name,
+        format=fmt,
+        pseudonymised=pseudonymised,
+        filters=filters,
+        clinic_ids=clinic_ids_for(user),
+    )
+    columns = dataset.columns_for(pseudonymised=pseudonymised)
+    return log, export_stream(log=log, queryset=queryset, columns=columns, context=context)
