@@ -18,12 +18,14 @@ TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-not-a-secret DJANGO_ALLOW
             DJANGO_SECURE_SSL_REDIRECT=0 SITE_URL=http://testserver DATABASE_URL=$(TEST_DATABASE_URL) \
             CELERY_BROKER_URL=$(TEST_BROKER_URL) EMAIL_HOST=127.0.0.1 EMAIL_PORT=2525
 
-.PHONY: run test lint check bench clean help var
+.PHONY: run test lint check audit bench clean help var
 
 help:
 	@echo "make run   - start the clinic on http://127.0.0.1:$(PORT)/admin/ with demo data (SQLite, no servers)"
 	@echo "make test  - run the test suite against PostgreSQL and Redis"
 	@echo "make lint  - ruff lint and format check"
+	@echo "make bench - benchmarks at network scale (SCALE=small for a quick run); see BENCHMARKS.md"
+	@echo "make audit - pip-audit the pinned requirements (needs network access to a vulnerability database)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +59,19 @@ check: $(VENV)/.installed
 	$(TEST_ENV) $(BIN)/python scripts/ensure_database.py
 	$(TEST_ENV) $(BIN)/python manage.py check
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+
+# Known vulnerabilities in the pinned requirements. Needs a vulnerability database (PyPI / OSV) on the network,
+# so it is not part of .ci/run; run it wherever the network allows, and before every release.
+audit: $(VENV)/.installed
+	$(BIN)/pip-audit -r requirements.txt --no-deps --disable-pip
+
+# Benchmarks (BENCHMARKS.md): a synthetic network in its own database, generated once per scale, then measured.
+SCALE ?= full
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/anticoag_bench
+BENCH_BROKER_URL   ?= redis://127.0.0.1:6379/12
+bench: $(VENV)/.installed var
+	$(TEST_ENV) DATABASE_URL=$(BENCH_DATABASE_URL) CELERY_BROKER_URL=$(BENCH_BROKER_URL) \
+	    $(BIN)/python -m bench --scale $(SCALE)
 
 clean:
 	rm -rf var .pytest_cache

@@ -9,6 +9,7 @@ process at start-up with a message that names it. Every variable is listed in th
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,6 +91,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served from our own static files: clinics run offline
     "auditlog",
+    "axes",  # login throttling and lock-out (admin and API token); after auth, before the apps
+    "csp",
     "patients",
     "anticoag",
     "scheduling",
@@ -106,6 +109,15 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a lock-out flagged during the request into the lock-out answer (config.security).
+    "axes.middleware.AxesMiddleware",
+]
+
+#: AxesStandaloneBackend first: it refuses a locked-out username+address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -293,12 +305,55 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_HTTPONLY = True
+# The CSRF cookie stays readable by scripts (Django: HttpOnly there protects nothing): Swagger UI's "Try it
+# out" reads it to send session-authenticated writes.
+SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_IDLE_SECONDS", 15 * 60)
 SESSION_SAVE_EVERY_REQUEST = True  # the session expires after SESSION_COOKIE_AGE of inactivity
 SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+#: The "preload" flag only makes the domain eligible for browsers' preload lists; nothing happens until someone
+#: submits it there (hard to take back). An operator who turns it off silences the check that asks for it.
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", not DEBUG)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or DEBUG else ["security.W021"]
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# Content Security Policy (django-csp): only our own scripts, styles, images and connections; no inline
+# script anywhere (the patient page's chart data is a JSON data block, read by static/clinic/charts.js).
+# Swagger UI (/api/v1/docs/) loads its start script from a URL too; its one inline <style> is allowed there
+# only (config/api_urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Login throttling (django-axes): admin login and POST /api/v1/auth/token/ --------------------------
+#: Failed logins of one username from one address before it is locked, and for how long.
+AXES_FAILURE_LIMIT = env_int("ANTICOAG_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ANTICOAG_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+#: Proxies in front of gunicorn that append to X-Forwarded-For (1 for the usual TLS proxy). 0: REMOTE_ADDR.
+ANTICOAG_TRUSTED_PROXY_COUNT = env_int("DJANGO_TRUSTED_PROXY_COUNT", 0)
+
+# --- Error reports: ADMINS get 500 e-mails without request data, settings or local variables. --------
+ADMINS = [("Operators", address) for address in env_list("DJANGO_ADMINS")]
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.security.PhiSafeExceptionReporterFilter"
 
 # --- Audit ----------------------------------------------------------------------------------------------
 AUDITLOG_INCLUDE_ALL_MODELS = False
@@ -312,6 +367,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    # django-axes: failures and lock-outs (WARNING) are kept; its start-up banner and successes are noise.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # --- Clinic behaviour -----------------------------------------------------------------------------------

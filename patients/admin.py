@@ -6,7 +6,10 @@ history, and patient pickers are autocompletes (a clinic network has far too man
 
 from __future__ import annotations
 
+from auditlog.admin import LogEntryAdmin as AuditlogLogEntryAdmin
+from auditlog.filters import ResourceTypeFilter
 from auditlog.mixins import AuditlogHistoryAdminMixin
+from auditlog.models import LogEntry
 from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
@@ -14,6 +17,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
+from config.security import client_ip
+
+from .audit import record_access
 from .choices import Sinus
 from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
 from .scoping import clinic_ids_for, scope_to_user_clinics
@@ -55,6 +61,8 @@ class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 
     clinic_path = "clinic"
     mrn_search_path: str | None = None
+    #: Log every display of a record's page (auditlog ACCESS): true for the pages showing a patient's record.
+    log_access = False
     show_auditlog_history_link = False
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # facet counts are one COUNT per filter choice
@@ -62,6 +70,11 @@ class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope_to_user_clinics(super().get_queryset(request), request.user, self.clinic_path)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if self.log_access and obj is not None and obj.pk is not None and not add:
+            record_access(instance=obj, user=request.user, remote_addr=client_ip(request))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         term = search_term.strip()
@@ -109,6 +122,7 @@ class LabResultInline(admin.TabularInline):
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
+    log_access = True
     list_display = ["mrn", "family_name", "given_name", "date_of_birth", "clinic", "primary_nurse", "active"]
     list_display_links = ["mrn", "family_name"]
     list_filter = ["clinic", "primary_nurse", "active"]
@@ -164,6 +178,7 @@ class CvtEpisodeForm(forms.ModelForm):
 
 @admin.register(CvtEpisode)
 class CvtEpisodeAdmin(ClinicScopedAdmin):
+    log_access = True
     form = CvtEpisodeForm
     clinic_path = "patient__clinic"
     list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds", "pregnant"]
@@ -193,3 +208,29 @@ class LabResultAdmin(ClinicScopedAdmin):
     search_fields = ["=patient__mrn"]
     show_full_result_count = False
     autocomplete_fields = ["patient"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The audit view: auditlog's log entries (changes, and ACCESS entries for every view of a patient's record),
+# for administrators (superusers) only, filterable by actor, model, action and date.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class AuditLogEntryAdmin(AuditlogLogEntryAdmin):
+    list_filter = ["action", ResourceTypeFilter, ("actor", admin.RelatedOnlyFieldListFilter), "timestamp"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def lookup_allowed(self, lookup: str, value, request=None) -> bool:
+        # One record's entries: the patient page's "Audit log" link filters by content type and object id.
+        return lookup in {"object_id", "content_type__id__exact"} or super().lookup_allowed(lookup, value, request)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
+admin.site.unregister(LogEntry)
+admin.site.register(LogEntry, AuditLogEntryAdmin)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from rest_framework import serializers
+from rest_framework.response import Response
 
 from config.rest import ClinicFilterSet, ClinicScopedViewSet, DateTimeFilter, IdFilter, StrictBooleanFilter
+from config.security import client_ip
 
+from .audit import record_access
 from .models import CvtEpisode, EpisodeRiskFactor, Patient
 from .scoping import scope_to_user_clinics
 
@@ -138,7 +141,16 @@ class EpisodeSerializer(serializers.ModelSerializer):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class PatientViewSet(ClinicScopedViewSet):
+class AccessLoggedRetrieveMixin:
+    """``retrieve`` (one patient's record) is logged as an access by the requesting user."""
+
+    def retrieve(self, request, *args, **kwargs):
+        instance = self.get_object()
+        record_access(instance=instance, user=request.user, remote_addr=client_ip(request))
+        return Response(self.get_serializer(instance).data)
+
+
+class PatientViewSet(AccessLoggedRetrieveMixin, ClinicScopedViewSet):
     """Patients of your clinics. Filter by clinic, primary nurse, clinician, MRN, active, updated since."""
 
     queryset = Patient.objects.all()
@@ -149,7 +161,7 @@ class PatientViewSet(ClinicScopedViewSet):
         return patient_list(user=self.request.user)
 
 
-class EpisodeViewSet(ClinicScopedViewSet):
+class EpisodeViewSet(AccessLoggedRetrieveMixin, ClinicScopedViewSet):
     """CVT episodes of your clinics, with their risk factors (read-only, nested)."""
 
     queryset = CvtEpisode.objects.all()

@@ -22,9 +22,10 @@ from django_filters.utils import translate_validation
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -43,7 +44,9 @@ from config.rest import (
     model_permission,
     valid_id_or_404,
 )
+from config.security import client_ip, lockout_response
 from patients.api import patient_list
+from patients.audit import record_access
 
 from .exports import DATASETS, MEDIA_TYPES, Dataset, export_start
 from .fhir import patient_bundle
@@ -244,6 +247,7 @@ class PatientFhirApi(StrictQueryParamsMixin, APIView):
         patient = patient_list(user=request.user).select_related("clinic").filter(pk=valid_id_or_404(id)).first()
         if patient is None:
             raise NotFound()
+        record_access(instance=patient, user=request.user, remote_addr=client_ip(request))
         return Response(patient_bundle(patient=patient))
 
 
@@ -365,7 +369,20 @@ class AuthTokenApi(StrictQueryParamsMixin, ObtainAuthToken):
         tags=["auth"],
         auth=[],
         request=AuthTokenSerializer,
-        responses={200: inline_serializer("AuthToken", fields={"token": serializers.CharField()})},
+        responses={
+            200: inline_serializer("AuthToken", fields={"token": serializers.CharField()}),
+            429: OpenApiResponse(DetailSerializer, description="Too many failed logins: locked for a while."),
+        },
     )
     def post(self, request: Request, *args, **kwargs) -> Response:
-        return super().post(request, *args, **kwargs)
+        # DRF's AuthTokenSerializer calls authenticate(request=…), so django-axes counts each failure per
+        # username and address. Axes flags a lock-out on the request it was given (DRF's wrapper, which its
+        # middleware never sees): answer it here, as the same JSON 429 as the middleware would.
+        serializer = self.get_serializer(data=request.data)
+        valid = serializer.is_valid()
+        if getattr(request, "axes_locked_out", False):
+            return lockout_response(request._request)
+        if not valid:
+            raise ValidationError(serializer.errors)
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
@@ -254,6 +255,13 @@ class PatientPageAdmin(PatientAdmin):
         if request.user.has_perm("anticoag.add_inrreading"):
             page["inr_form"] = context.get("inr_form") or views.record_inr_form(patient=patient)
             page["inr_action"] = reverse("admin:patients_patient_record_inr", args=[patient.pk])
+        if request.user.is_superuser:
+            content_type = ContentType.objects.get_for_model(Patient)
+            page["audit_log_url"] = (
+                reverse("admin:auditlog_logentry_changelist")
+                + "?"
+                + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
+            )
         return {"patient_page": page, "patient_obj": patient}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:

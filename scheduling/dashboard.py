@@ -23,13 +23,17 @@ Decisions where the issue was silent:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.fields.json import KeyTextTransform
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -49,6 +53,11 @@ URGENT_ALERT_DAYS = 30
 LIST_LIMIT = 20
 #: The TTR distribution covers this many months up to today.
 TTR_PERIOD_MONTHS = 6
+#: The TTR section reads every INR of the last six months in the user's clinics: seconds at network scale
+#: (issue 9: 2,000,000 readings). It is cached per clinic set and clinic day for up to this long, and
+#: recomputed at once when a reading, a plan decision or a patient is added or saved (the cache key holds the
+#: latest of each); a reading edited or deleted in place shows within this time.
+QUALITY_CACHE_SECONDS = 300
 #: The patient page: INR readings and doses of this many months are charted and listed.
 PATIENT_HISTORY_MONTHS = 12
 #: The patient page shows at most this many readings, follow-ups and timeline entries.
@@ -152,6 +161,9 @@ def work_by_nurse(*, days: list[ClinicDay]) -> dict[str, Any]:
     conditions = {section: due_q(section, days) for section in SECTIONS}
     rows = (
         open_follow_ups()
+        # The first filter is implied by the second; it lets the partial index on open items' due dates
+        # serve the query instead of a scan of every open item in the network.
+        .filter(due_on__lte=max(day.week_end for day in days))
         .filter(due_q("due", days))
         .values(
             "patient__primary_nurse_id",
@@ -304,16 +316,41 @@ def ttr_and_lost(*, days: list[ClinicDay], limit: int = LIST_LIMIT) -> dict[str,
     }
 
 
+def _quality_version() -> tuple:
+    """The latest INR reading, plan decision and patient change: one query on three indexed maxima."""
+    tables = (InrReading._meta.db_table, PlanDecision._meta.db_table, Patient._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT MAX(id) FROM {tables[0]}), (SELECT MAX(id) FROM {tables[1]}), "
+            f"(SELECT MAX(updated_at) FROM {tables[2]})"
+        )
+        return tuple(str(value) for value in cursor.fetchone())
+
+
+def cached_ttr_and_lost(*, days: list[ClinicDay]) -> dict[str, Any]:
+    """:func:`ttr_and_lost`, cached (see ``QUALITY_CACHE_SECONDS``)."""
+    parts = [f"{day.clinic.pk}@{day.today.isoformat()}" for day in days] + list(_quality_version())
+    key = "dashboard-quality:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+    quality = cache.get(key)
+    if quality is None:
+        quality = ttr_and_lost(days=days)
+        cache.set(key, quality, QUALITY_CACHE_SECONDS)
+    return quality
+
+
 def pending_plans(*, user, limit: int = LIST_LIMIT) -> dict[str, Any]:
     """Plans proposed or needing review, oldest first. One query."""
     plans = list(
         scope_to_user_clinics(Plan.objects.all(), user, "episode__patient__clinic")
         .filter(status__in=[PlanStatus.PROPOSED, PlanStatus.REVIEW])
         .select_related("episode__patient")
+        # Only the category of the (large) proposal JSON: no facts, proposal or changes decoded per row.
+        .defer("facts", "proposal", "changes")
+        .annotate(proposal_category=KeyTextTransform("category", "proposal"))
         .order_by("computed_at", "pk")[: limit + 1]
     )
     for plan in plans:
-        plan.category_label = plan.category.replace("_", " ")
+        plan.category_label = (plan.proposal_category or "").replace("_", " ")
     return {
         "rows": plans[:limit],
         "more": len(plans) > limit,
@@ -332,7 +369,7 @@ def clinic_dashboard(*, user) -> dict[str, Any]:
     if user.has_perm("scheduling.view_reminder"):
         dashboard["alerts"] = open_urgent_alerts(user=user)
     if user.has_perm("anticoag.view_inrreading"):
-        dashboard["quality"] = ttr_and_lost(days=days)
+        dashboard["quality"] = cached_ttr_and_lost(days=days)
     if user.has_perm("anticoag.view_plan"):
         dashboard["plans"] = pending_plans(user=user)
     return dashboard

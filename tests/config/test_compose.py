@@ -279,6 +279,7 @@ def test_no_service_carries_a_literal_secret(compose: dict, services: dict[str, 
     app_env = environment_of(compose["x-app"])
     postgres_env = environment_of(services["postgres"])
     assert re.fullmatch(required_interpolation("DJANGO_SECRET_KEY"), app_env["DJANGO_SECRET_KEY"])
+    assert re.fullmatch(required_interpolation("ANTICOAG_PSEUDONYM_KEY"), app_env["ANTICOAG_PSEUDONYM_KEY"])
     assert re.fullmatch(required_interpolation("POSTGRES_PASSWORD"), postgres_env["POSTGRES_PASSWORD"])
     # Not urlsplit: the `?` of the interpolation would read as the start of a query string.
     database_password = app_env["DATABASE_URL"].removeprefix("postgres://anticoag:").partition("}@")[0] + "}"
@@ -286,7 +287,7 @@ def test_no_service_carries_a_literal_secret(compose: dict, services: dict[str, 
 
     for name, service in services.items():
         for key, value in environment_of(service).items():
-            if any(word in key for word in ("SECRET", "PASSWORD", "TOKEN")):
+            if any(word in key for word in ("SECRET", "PASSWORD", "TOKEN", "KEY")):
                 # Only a required interpolation or an empty default: never a value written in the file.
                 allowed = required_interpolation(key) + "|" + re.escape(f"${{{key}:-}}")
                 assert re.fullmatch(allowed, value), f"{name}: {key}={value!r}"
@@ -299,10 +300,11 @@ def test_env_example_lists_the_required_variables_with_placeholders() -> None:
     )
     required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE_FILE.read_text(encoding="utf-8")))
 
-    assert required == {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "SITE_URL"}
+    assert required == {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "SITE_URL", "ANTICOAG_PSEUDONYM_KEY"}
     assert required <= values.keys()
     assert "CHANGE-ME" in values["DJANGO_SECRET_KEY"]
     assert "CHANGE-ME" in values["POSTGRES_PASSWORD"]
+    assert "CHANGE-ME" in values["ANTICOAG_PSEUDONYM_KEY"]
 
 
 # --- the commands refer to what exists --------------------------------------------------------------------

@@ -74,6 +74,13 @@ def page(browser, live_settings) -> Iterator[object]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A script, style or image the Content-Security-Policy blocked is a console error, not a page error.
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text) if "Content Security Policy" in msg.text or "Refused to" in msg.text else None
+        ),
+    )
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"

@@ -1,0 +1,39 @@
+"""Smoke test of the benchmark code (``make bench``): generate a tiny network in the test database and run
+every measurement on it, so that the bench keeps working as the code changes. Figures are not checked
+against their targets here (a tiny network says nothing about speed), except the sweep's constant query count.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import generate, measure
+from patients.models import Patient
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the reminder workers read committed rows
+
+
+def test_bench_generates_and_measures(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    scale = generate.SCALES["tiny"]
+    generate.generate(scale, log=lambda *_: None)
+    assert Patient.objects.count() == scale.patients
+    assert generate.generated_scale() == "tiny"
+
+    figures = measure.measure_export(reporting_username="bench.reporting", subprocess_env=None, ie_sample=200)
+    by_key = {f.key: f for f in figures}
+    assert by_key["export_rows_per_s"].detail["rows"] == scale.inr_readings
+    assert by_key["export_vs_copy"].value > 0
+
+    sweep = {f.key: f for f in measure.measure_sweep(small=30, large=scale.patients, due_items=200)}
+    assert sweep["sweep_queries"].passed, sweep["sweep_queries"].detail
+
+    ttr = {f.key: f for f in measure.measure_ttr()}
+    assert ttr["ttr_vs_copy"].detail["rows"] > 0
+
+    pages = measure.measure_pages(n=2)
+    assert {f.key for f in pages} >= {"page_dashboard_nurse", "page_patient_page", "page_api_inr_readings"}
+    assert all(f.detail["queries"] > 0 for f in pages)
+
+    (reminders,) = measure.measure_reminders(count=10, workers=2, database_url=measure.database_url(), timeout=60)
+    assert reminders.detail["accepted_by_sink"] == 10, reminders.detail
