@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS
+from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS, UMOL_PER_MG_DL
 
 from .choices import CreatinineUnit, Sex, Sinus
 
@@ -289,8 +289,6 @@ class LabResult(models.Model):
 
     @property
     def creatinine_mg_dl(self) -> float | None:
-        from anticoag.rules import UMOL_PER_MG_DL
-
         if self.serum_creatinine is None:
             return None
         value = float(self.serum_creatinine)
