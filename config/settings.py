@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "patients",
     "anticoag",
     "scheduling",
+    "clinic",
     "reporting",
 ]
 

@@ -155,7 +155,7 @@ def test_no_patient_name_or_date_of_birth_in_logs_emails_or_error_reports(
     assert staff.get(reverse("admin:index")).status_code == 200
 
     # --- a forced server error while saving the patient form: the report goes to ADMINS by e-mail
-    from scheduling.admin import PatientPageAdmin
+    from clinic.admin import PatientPageAdmin
 
     def broken_save(self, request, obj, form, change):
         raise RuntimeError("forced failure while saving")

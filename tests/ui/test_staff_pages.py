@@ -17,13 +17,13 @@ from django.utils import timezone
 
 from anticoag.inr import inr_reading_record
 from anticoag.models import InrReading, Plan
+from clinic.dashboard import open_urgent_alerts
+from clinic.work_list import follow_up_reschedule
 from patients.admin import CappedCountPaginator
 from patients.choices import Role
 from patients.models import DeteriorationEvent
-from scheduling.dashboard import open_urgent_alerts
 from scheduling.follow_ups import CLINICIAN_INR_RULE
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
-from scheduling.work_list import follow_up_reschedule
 from tests.factories import ClinicFactory, EpisodeFactory, PatientFactory, UserFactory
 from tests.scheduling.factories import FollowUpFactory
 

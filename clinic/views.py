@@ -1,8 +1,8 @@
 """Staff pages in the admin (issue #7): forms and views behind the patient page and the work list actions.
 
-The admin classes in :mod:`scheduling.admin` route to these. Every write goes through the services the API
+The admin classes in :mod:`clinic.admin` route to these. Every write goes through the services the API
 uses (:func:`anticoag.inr.inr_reading_record`, :func:`scheduling.follow_ups.follow_up_complete`,
-:func:`scheduling.work_list.follow_up_reschedule`), so a refusal names the same field with the same words,
+:func:`clinic.work_list.follow_up_reschedule`), so a refusal names the same field with the same words,
 and the forms show it next to that field.
 """
 
@@ -24,9 +24,9 @@ from anticoag.admin import inr_label
 from anticoag.inr import clinic_today, clinic_zone, inr_reading_record
 from anticoag.models import InrSource
 from patients.models import Patient
+from scheduling.follow_ups import IMAGING_KINDS, follow_up_complete
+from scheduling.models import FollowUp, FollowUpKind, Recanalization
 
-from .follow_ups import IMAGING_KINDS, follow_up_complete
-from .models import FollowUp, FollowUpKind, Recanalization
 from .work_list import follow_up_reschedule
 
 #: A bulk action handles at most this many items at once (the intermediate page lists them all).

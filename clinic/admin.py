@@ -1,4 +1,6 @@
-"""Admin for follow-ups (each patient's work list) and the reminder outbox (status, errors, resend).
+"""The staff pages in the admin: follow-ups (each patient's work list), the reminder outbox (status, errors,
+resend), the patient page and the admin home's dashboard. The models live in ``scheduling`` and ``patients``;
+the pages live here because they read all three apps.
 
 Both are scoped to the user's clinics. The outbox shows no patient data beyond what the e-mails carry.
 
@@ -6,7 +8,8 @@ Issue #7 adds the staff pages that read all three apps: "My work" (``followup/my
 nurse's patients' items overdue or due within 7 days, with the bulk actions "mark done with result" and
 "reschedule with reason"), and the patient page (the Patient admin's change view, extended with the clinical
 picture, an INR form and in-place follow-up results). The dashboard on the admin home is
-``templates/admin/index.html`` with ``{% clinic_dashboard %}`` (``scheduling.templatetags.clinic_staff``).
+``admin/clinic/index.html`` (set as the admin site's index template below) with ``{% clinic_dashboard %}``
+(``clinic.templatetags.clinic_staff``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
 from patients.admin import ClinicScopedAdmin, PatientAdmin
 from patients.models import Patient
+from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
 from . import dashboard, views
-from .models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -311,3 +314,6 @@ class PatientPageAdmin(PatientAdmin):
 
 admin.site.unregister(Patient)
 admin.site.register(Patient, PatientPageAdmin)
+# The admin home is the clinic dashboard. A named template rather than an ``admin/index.html`` override, so
+# it does not depend on this app's place in INSTALLED_APPS relative to django.contrib.admin.
+admin.site.index_template = "admin/clinic/index.html"

@@ -1,10 +1,10 @@
-"""Template tags of the staff pages: the clinic dashboard on the admin home (templates/admin/index.html)."""
+"""Template tags of the staff pages: the clinic dashboard on the admin home (admin/clinic/index.html)."""
 
 from __future__ import annotations
 
 from django import template
 
-from scheduling.dashboard import clinic_dashboard as clinic_dashboard_data
+from clinic.dashboard import clinic_dashboard as clinic_dashboard_data
 
 register = template.Library()
 

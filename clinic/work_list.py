@@ -14,9 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from anticoag.inr import clinic_today
-
-from .follow_ups import CLINICIAN_INR_RULE
-from .models import FollowUp, FollowUpKind, FollowUpStatus
+from scheduling.follow_ups import CLINICIAN_INR_RULE
+from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
 
 #: How the reason is written into ``result_note`` (newest first, the note is cut at 500 characters).
 RESCHEDULE_NOTE = "Rescheduled from {old} to {new} by {user}: {reason}"

@@ -42,10 +42,9 @@ from anticoag.inr import clinic_today, clinic_ttr_report, clinic_zone, inr_advic
 from anticoag.models import InrReading, Plan, PlanDecision, PlanStatus, WarfarinDose
 from patients.models import Clinic, CvtEpisode, Patient
 from patients.scoping import clinic_ids_for, scope_to_user_clinics
-
-from . import calendar
-from .follow_ups import IMAGING_KINDS
-from .models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderKind
+from scheduling import calendar
+from scheduling.follow_ups import IMAGING_KINDS
+from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderKind
 
 #: Urgent alerts older than this are not listed on the dashboard.
 URGENT_ALERT_DAYS = 30
