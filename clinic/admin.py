@@ -172,6 +172,9 @@ class ReminderAdmin(ClinicScopedAdmin):
         "attempts",
         "next_attempt_at",
         "lease_until",
+        "enqueues",
+        "lost_sends",
+        "superseded_by",
         "sent_at",
         "message_id",
         "last_error",
@@ -187,15 +190,21 @@ class ReminderAdmin(ClinicScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Reminder | None = None) -> bool:
         return False
 
-    @admin.action(description="Resend the selected failed or sent reminders", permissions=["change"])
+    @admin.action(description="Resend the selected failed, superseded or sent reminders", permissions=["change"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Reminder]) -> None:
-        # Conditional UPDATE: rows pending or being sent right now are left alone. The attempt counter restarts
-        # so a reminder that had given up gets its full set of retries; its Message-ID stays the same.
-        count = queryset.filter(status__in=[ReminderStatus.FAILED, ReminderStatus.SENT]).update(
+        # Conditional UPDATE: rows pending or being sent right now are left alone. The counters restart (a
+        # resend is a fresh start); its Message-ID stays the same. A never-sent digest that a newer digest
+        # covers is superseded again by the next sweep.
+        count = queryset.filter(
+            status__in=[ReminderStatus.FAILED, ReminderStatus.SENT, ReminderStatus.SUPERSEDED]
+        ).update(
             status=ReminderStatus.PENDING,
             next_attempt_at=timezone.now(),
             lease_until=None,
             attempts=0,
+            enqueues=0,
+            lost_sends=0,
+            superseded_by=None,
             updated_at=timezone.now(),
         )
         skipped = queryset.count() - count

@@ -45,6 +45,7 @@ from patients.scoping import clinic_ids_for, scope_to_user_clinics
 from scheduling import calendar
 from scheduling.follow_ups import IMAGING_KINDS
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderKind
+from scheduling.outbox_status import outbox_figures
 
 #: Urgent alerts older than this are not listed on the dashboard.
 URGENT_ALERT_DAYS = 30
@@ -371,7 +372,25 @@ def clinic_dashboard(*, user) -> dict[str, Any]:
         dashboard["quality"] = cached_ttr_and_lost(days=days)
     if user.has_perm("anticoag.view_plan"):
         dashboard["plans"] = pending_plans(user=user)
+    if user.is_superuser:
+        dashboard["outbox_alarm"] = outbox_alarm()
     return dashboard
+
+
+def outbox_alarm() -> dict[str, Any] | None:
+    """The administrators' banner (issue 19): urgent alerts not delivered, or reminders refused for good.
+    None when neither; all clinics (administrators see them all). Two queries."""
+    figures = outbox_figures()
+    if not (figures.urgent_undelivered or figures.failed):
+        return None
+    outbox_url = reverse("admin:scheduling_reminder_changelist")
+    return {
+        "urgent_undelivered": figures.urgent_undelivered,
+        "failed": figures.failed,
+        "failed_window_days": max(figures.thresholds.failed_window_hours // 24, 1),
+        "urgent_url": outbox_url + "?" + urlencode({"kind__exact": ReminderKind.URGENT, "status__exact": "pending"}),
+        "failed_url": outbox_url + "?" + urlencode({"status__exact": "failed"}),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""``GET /healthz``: is the product able to work? Reports the database and the broker, never patient data."""
+"""``GET /healthz``: is the product able to work? Reports the database and the broker, never patient data.
+
+A staff login or the metrics bearer token (``config.metrics.outbox_detail_allowed``) also gets the reminder
+outbox's figures (issue 19), and the status turns ``degraded`` (503) when the outbox is past a threshold.
+Anonymous callers (load balancers, the container health check) are not told about the outbox: a slow SMTP
+relay must not take the web service out of rotation.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from config.metrics import outbox_detail_allowed
 
 
 def _database_state() -> dict[str, str]:
@@ -33,6 +41,11 @@ def _broker_state() -> dict[str, str]:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _database_state(), "broker": _broker_state()}
+    checks: dict[str, dict] = {"database": _database_state(), "broker": _broker_state()}
     healthy = all(check["status"] == "up" for check in checks.values())
+    if healthy and outbox_detail_allowed(request):
+        from scheduling.outbox_status import outbox_figures
+
+        checks["outbox"] = outbox_figures().as_dict()
+        healthy = checks["outbox"]["status"] == "ok"
     return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)

@@ -377,13 +377,9 @@ LOGGING = {
 ANTICOAG_ESCALATE_AFTER_DAYS = env_int("ANTICOAG_ESCALATE_AFTER_DAYS", 7)
 
 # --- Reminders (the outbox; see scheduling/outbox.py) ---------------------------------------------------
-#: Attempts before a reminder is given up (FAILED, shown in the admin with its last error).
-ANTICOAG_REMINDER_MAX_ATTEMPTS = env_int("ANTICOAG_REMINDER_MAX_ATTEMPTS", 8)
 #: Backoff after a transient SMTP error: base, 2 x base, 4 x base... capped at the maximum (seconds).
 ANTICOAG_REMINDER_RETRY_BASE_SECONDS = env_int("ANTICOAG_REMINDER_RETRY_BASE_SECONDS", 60)
 ANTICOAG_REMINDER_RETRY_MAX_SECONDS = env_int("ANTICOAG_REMINDER_RETRY_MAX_SECONDS", 3600)
-#: A claimed-but-unsent row is enqueued again after this lease (the broker may have lost the message).
-ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 2 * 60)
 #: A row in SENDING past this lease belonged to a dead worker and is reclaimed. Must exceed a send
 #: (a few SMTP commands of at most EMAIL_TIMEOUT each).
 ANTICOAG_REMINDER_SEND_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_SEND_LEASE_SECONDS", 5 * 60)
@@ -394,6 +390,28 @@ ANTICOAG_SWEEP_BATCH_SIZE = env_int("ANTICOAG_SWEEP_BATCH_SIZE", 500)
 ANTICOAG_REMINDER_FROM_EMAIL = env_str("ANTICOAG_REMINDER_FROM_EMAIL", "")
 #: Right-hand side of the reminders' deterministic Message-IDs. Empty: the host of SITE_URL.
 ANTICOAG_MESSAGE_ID_DOMAIN = env_str("ANTICOAG_MESSAGE_ID_DOMAIN", "")
+
+# --- Reminder delivery: retries, queues and monitoring (issue 19; README "Reminder delivery") -----------
+#: Transient errors retry for as long as it takes (backoff above); only a permanent refusal fails a row. A row
+#: whose sends were cut off this many times by a dead worker (the send lease ran out) is FAILED instead.
+ANTICOAG_REMINDER_MAX_LOST_SENDS = env_int("ANTICOAG_REMINDER_MAX_LOST_SENDS", 3)
+#: A claimed-but-unsent row is enqueued again after this lease (the broker may have lost the message); the
+#: lease doubles with each re-enqueue before the row's next send attempt, up to the maximum.
+ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 2 * 60)
+ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS", 30 * 60)
+#: Urgent alerts go to this queue; a worker of its own serves it (docker-compose.yml: worker-urgent).
+ANTICOAG_URGENT_QUEUE = env_str("ANTICOAG_URGENT_QUEUE", "urgent")
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+#: Workers started without -Q consume both queues (make run's embedded worker, the test workers).
+CELERY_TASK_QUEUES = {CELERY_TASK_DEFAULT_QUEUE: {}, ANTICOAG_URGENT_QUEUE: {}}
+#: /healthz (authenticated detail), /metrics and outbox_status say "degraded" past any of these.
+ANTICOAG_OUTBOX_DEGRADED_PENDING = env_int("ANTICOAG_OUTBOX_DEGRADED_PENDING", 5000)
+ANTICOAG_OUTBOX_DEGRADED_PENDING_AGE_SECONDS = env_int("ANTICOAG_OUTBOX_DEGRADED_PENDING_AGE_SECONDS", 60 * 60)
+ANTICOAG_OUTBOX_DEGRADED_URGENT_AGE_SECONDS = env_int("ANTICOAG_OUTBOX_DEGRADED_URGENT_AGE_SECONDS", 5 * 60)
+ANTICOAG_OUTBOX_DEGRADED_FAILED = env_int("ANTICOAG_OUTBOX_DEGRADED_FAILED", 0)
+ANTICOAG_OUTBOX_FAILED_WINDOW_HOURS = env_int("ANTICOAG_OUTBOX_FAILED_WINDOW_HOURS", 7 * 24)
+#: Bearer token a Prometheus scraper presents to /metrics (and /healthz's detail). Empty: staff login only.
+ANTICOAG_METRICS_TOKEN = env_str("ANTICOAG_METRICS_TOKEN", "")
 
 # --- Staff UI -------------------------------------------------------------------------------------------
 #: Project-wide static files: the vendored chart library (static/vendor/, with its licence) and the staff

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config.health import healthz
+from config.metrics import metrics
 
 admin.site.site_header = "CVT anticoagulation clinic"
 admin.site.site_title = "CVT clinic"
@@ -11,6 +12,7 @@ admin.site.index_title = "Clinic"
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
 ]

@@ -88,15 +88,19 @@ class ReminderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (gave up)"
+    FAILED = "failed", "Failed (refused for good)"
+    SUPERSEDED = "superseded", "Superseded by a newer digest"
 
 
 class Reminder(models.Model):
     """An e-mail in the outbox. ``idempotency_key`` makes it exist once, however often it is materialised.
 
-    Life: PENDING → (claimed) SENDING → SENT; on a transient error back to PENDING with ``attempts`` + 1
-    and ``next_attempt_at`` later; after the last attempt FAILED. A SENDING row whose ``lease_until`` has
-    passed belonged to a worker that died: the next sweep makes it PENDING again.
+    Life: PENDING → (claimed) SENDING → SENT; on a transient error (connection refused, time-out, a 4xx
+    answer) back to PENDING with ``attempts`` + 1 and ``next_attempt_at`` later, for as long as it takes;
+    FAILED only on a permanent refusal (a 5xx for the recipient or the message, an invalid address). A digest
+    that a newer digest to the same nurse covers becomes SUPERSEDED instead of going out late; an urgent
+    alert never does. A SENDING row whose ``lease_until`` has passed belonged to a worker that died: the next
+    sweep makes it PENDING again (``lost_sends`` + 1; a row that keeps killing its worker ends FAILED).
     """
 
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="reminders")
@@ -123,6 +127,20 @@ class Reminder(models.Model):
     message_id = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=160, unique=True)
+    enqueues = models.PositiveIntegerField(
+        default=0, help_text="Send tasks the sweep put on the queue since the last send attempt."
+    )
+    lost_sends = models.PositiveSmallIntegerField(
+        default=0, help_text="Sends cut off by a dead worker (the send lease expired)."
+    )
+    superseded_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The newer digest that lists this one's items.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,7 +154,36 @@ class Reminder(models.Model):
             models.Index(
                 fields=["lease_until"], name="reminder_sending_idx", condition=Q(status=ReminderStatus.SENDING)
             ),
+            # The outbox figures (/healthz, metrics, the dashboard banner) count failed rows by age.
+            models.Index(fields=["updated_at"], name="reminder_failed_idx", condition=Q(status=ReminderStatus.FAILED)),
         ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} to {self.recipient} ({self.get_status_display()})"
+
+
+class OutboxEvent(models.TextChoices):
+    SENT = "sent", "Sent"
+    RETRIED = "retried", "Retried after a transient error"
+    FAILED = "failed", "Failed (refused for good)"
+    SUPERSEDED = "superseded", "Superseded by a newer digest"
+
+
+class OutboxCounter(models.Model):
+    """A running total of one outbox event for one kind of reminder (the metrics endpoint's counters).
+
+    Kept in the database, not in a process: sends happen in any worker, the metrics are read by any web
+    process, and a restart must not lose them. One row per (kind, event), incremented by a single UPDATE.
+    Delivery state, not clinical data: not audited.
+    """
+
+    kind = models.CharField(max_length=12, choices=ReminderKind.choices)
+    event = models.CharField(max_length=12, choices=OutboxEvent.choices)
+    total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "outbox counter"
+        constraints = [models.UniqueConstraint(fields=["kind", "event"], name="outbox_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.event}: {self.total}"

@@ -6,7 +6,16 @@ claims the row ``PENDING → SENDING`` by a conditional UPDATE (the row count sa
 transaction with a deterministic Message-ID, then marks it ``SENT``. Whatever Celery loses, a later sweep
 finds again: a row whose enqueue lease ran out is enqueued again, a row stuck in ``SENDING`` past its send
 lease is reclaimed. Delivery is at least once; a duplicate can only follow a crash between the SMTP
-hand-off and the status update, and carries the same Message-ID.
+hand-off and the status update (of our worker, or of an SMTP server that stored the message and died before
+its ``250``), and carries the same Message-ID.
+
+Nothing is given up on a transient error (issue 19): a refused connection, a time-out or a 4xx answer retries
+with capped backoff for as long as the reminder matters. Only a permanent refusal (a 5xx for the recipient or
+the message, an invalid address) makes a row FAILED. A digest that a newer digest to the same nurse covers is
+SUPERSEDED instead of sent late (its open items are in the newer one); urgent alerts and escalations never
+are. Each re-enqueue of a row whose task is still waiting doubles its enqueue lease (up to a cap), so a slow
+queue cannot multiply tasks; urgent alerts go to their own queue (``ANTICOAG_URGENT_QUEUE``) that a dedicated
+worker serves, so they never wait behind routine mail.
 
 Model codebases: healthchecks ``sendalerts.py`` (claim by conditional UPDATE, check the row count; we send
 then mark, so at least once instead of at most once), Django-Styleguide-Example ``emails/services.py``
@@ -26,9 +35,11 @@ from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.validators import validate_email
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from patients.choices import Role
@@ -36,7 +47,15 @@ from patients.models import Clinic
 
 from . import calendar
 from .emails import from_address, message_id_for, reminder_render
-from .models import FollowUp, FollowUpStatus, Reminder, ReminderKind, ReminderStatus
+from .models import (
+    FollowUp,
+    FollowUpStatus,
+    OutboxCounter,
+    OutboxEvent,
+    Reminder,
+    ReminderKind,
+    ReminderStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +71,38 @@ def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
 
 
-def max_attempts() -> int:
-    return _setting("ANTICOAG_REMINDER_MAX_ATTEMPTS", 8)
+def max_lost_sends() -> int:
+    """Sends cut off by a dead worker before a row is FAILED: a message that kills its worker must not loop."""
+    return _setting("ANTICOAG_REMINDER_MAX_LOST_SENDS", 3)
 
 
-def enqueue_lease() -> timedelta:
-    return timedelta(seconds=_setting("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 120))
+def _lease_doublings() -> int:
+    """How often the enqueue lease doubles before it reaches its cap."""
+    base = max(_setting("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 120), 1)
+    cap = max(_setting("ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS", 1800), base)
+    doublings = 0
+    while base * 2**doublings < cap:
+        doublings += 1
+    return doublings
+
+
+def enqueue_lease(enqueues: int = 0) -> timedelta:
+    """How long the sweep leaves a row alone after enqueueing it for the ``enqueues + 1``-th time.
+
+    Base, 2 × base, 4 × base… capped: a row whose earlier task still waits in a slow queue is enqueued again
+    ever more rarely, so the number of tasks per reminder grows with the logarithm of the queue's delay
+    instead of linearly (a task lost by the broker still comes back, at the latest after the cap).
+    """
+    base = _setting("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 120)
+    cap = max(_setting("ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS", 1800), base)
+    return timedelta(seconds=min(base * 2 ** min(enqueues, _lease_doublings()), cap))
+
+
+def queue_for(kind: str) -> str:
+    """Urgent alerts have their own queue, served by a worker of its own; everything else the default one."""
+    if kind == ReminderKind.URGENT:
+        return getattr(settings, "ANTICOAG_URGENT_QUEUE", "urgent")
+    return getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 
 def send_lease() -> timedelta:
@@ -95,13 +140,25 @@ def escalation_key(*, follow_up_id: int, week: int, recipient: str) -> str:
 # --- materialise ------------------------------------------------------------------------------------------
 
 
-def _enqueue(reminder_ids: Iterable[int]) -> None:
-    """Put one send task per id on the queue. Runs after commit; a broker failure only costs a delay."""
+def outbox_count(*, kind: str, event: str, by: int = 1) -> None:
+    """Add ``by`` to the running total of ``event`` for reminders of ``kind`` (the metrics' counters)."""
+    if by <= 0:
+        return
+    if OutboxCounter.objects.filter(kind=kind, event=event).update(total=F("total") + by):
+        return
+    counter, created = OutboxCounter.objects.get_or_create(kind=kind, event=event, defaults={"total": by})
+    if not created:  # another process created it meanwhile
+        OutboxCounter.objects.filter(pk=counter.pk).update(total=F("total") + by)
+
+
+def _enqueue(rows: Iterable[tuple[int, str]]) -> None:
+    """Put one send task per ``(id, kind)`` on its kind's queue. Runs after commit; a broker failure only
+    costs a delay."""
     from .tasks import send_reminder  # the tasks module imports this one
 
-    for reminder_id in reminder_ids:
+    for reminder_id, kind in rows:
         try:
-            send_reminder.delay(reminder_id)
+            send_reminder.s(reminder_id).set(queue=queue_for(kind)).delay()
         except Exception:
             # The rows keep their enqueue lease; the first sweep after it enqueues them again.
             logger.warning("Could not enqueue reminder %s; a later sweep retries", reminder_id, exc_info=True)
@@ -146,6 +203,7 @@ def reminder_materialise(
         "status": ReminderStatus.PENDING,
         "next_attempt_at": now,
         "lease_until": now + enqueue_lease() if urgent else None,
+        "enqueues": 1 if urgent else 0,
     }
     with transaction.atomic():
         reminder, created = Reminder.objects.get_or_create(idempotency_key=key, defaults=defaults)
@@ -154,7 +212,7 @@ def reminder_materialise(
             if follow_ups:
                 reminder.follow_ups.add(*follow_ups)
             if urgent:
-                transaction.on_commit(partial(_enqueue, [reminder.pk]), robust=True)
+                transaction.on_commit(partial(_enqueue, [(reminder.pk, reminder.kind)]), robust=True)
     return reminder
 
 
@@ -290,12 +348,23 @@ def _insert(rows: list[tuple[Reminder, list[int]]]) -> dict[str, int]:
     return counts
 
 
+#: PostgreSQL advisory lock held while a sweep materialises: concurrent sweeps take turns.
+MATERIALISE_LOCK = 0x5CED_0019
+
+
 def reminders_materialise_due(*, now: datetime) -> dict[str, int]:
-    """Digests and escalations of every clinic whose local digest time has come today (idempotent)."""
+    """Digests and escalations of every clinic whose local digest time has come today (idempotent).
+
+    The counts are the rows this call inserted: concurrent sweeps materialise one after the other (an
+    advisory lock on PostgreSQL), so the second one finds the first one's rows and counts none of them.
+    """
     due = _due_clinics(now)
     if not due:
         return {"digests": 0, "escalations": 0}
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MATERIALISE_LOCK])
         counts = _insert(_digest_rows(due, now) + _escalation_rows(due, now))
     return {"digests": counts[ReminderKind.DIGEST], "escalations": counts[ReminderKind.ESCALATION]}
 
@@ -304,28 +373,82 @@ def reminders_materialise_due(*, now: datetime) -> dict[str, int]:
 
 
 def reminders_reclaim(*, now: datetime) -> dict[str, int]:
-    """SENDING rows whose send lease expired belonged to a dead worker: back to PENDING (or FAILED when
-    their attempts are used up, so a message that kills its worker cannot loop for ever)."""
+    """SENDING rows whose send lease expired belonged to a dead worker: back to PENDING, ``lost_sends`` + 1.
+    A row whose sends were cut off ``ANTICOAG_REMINDER_MAX_LOST_SENDS`` times is FAILED instead, so a
+    message that kills its worker cannot loop for ever (it shows on /healthz and the dashboard)."""
     expired = Reminder.objects.filter(status=ReminderStatus.SENDING, lease_until__lt=now)
     error = "WorkerLost: the send lease expired before the outcome was recorded"
-    failed = expired.filter(attempts__gte=max_attempts()).update(
-        status=ReminderStatus.FAILED, lease_until=None, last_error=error, updated_at=timezone.now()
-    )
+    failed_kinds: dict[str, int] = defaultdict(int)
+    with transaction.atomic():
+        poison = expired.filter(lost_sends__gte=max_lost_sends() - 1)
+        if connection.features.has_select_for_update_skip_locked:
+            poison = poison.select_for_update(skip_locked=True)
+        rows = list(poison.values_list("pk", "kind"))
+        if rows:
+            expired.filter(pk__in=[pk for pk, _ in rows]).update(
+                status=ReminderStatus.FAILED,
+                lease_until=None,
+                lost_sends=F("lost_sends") + 1,
+                last_error=error,
+                updated_at=timezone.now(),
+            )
+        for _, kind in rows:
+            failed_kinds[kind] += 1
+        for kind, count in failed_kinds.items():
+            outbox_count(kind=kind, event=OutboxEvent.FAILED, by=count)
     reclaimed = expired.update(
-        status=ReminderStatus.PENDING, lease_until=None, last_error=error, updated_at=timezone.now()
+        status=ReminderStatus.PENDING,
+        lease_until=None,
+        lost_sends=F("lost_sends") + 1,
+        last_error=error,
+        updated_at=timezone.now(),
     )
-    return {"reclaimed": reclaimed, "failed": failed}
+    return {"reclaimed": reclaimed, "failed": sum(failed_kinds.values())}
+
+
+def _newer_digests() -> Any:
+    """Digests to the same nurse of the same clinic, made after the outer row, and not given up."""
+    return Reminder.objects.filter(
+        kind=ReminderKind.DIGEST,
+        clinic_id=OuterRef("clinic_id"),
+        recipient_user_id=OuterRef("recipient_user_id"),
+        created_at__gt=OuterRef("created_at"),
+        status__in=[ReminderStatus.PENDING, ReminderStatus.SENDING, ReminderStatus.SENT],
+    )
+
+
+def reminders_supersede(*, now: datetime, reminder_id: int | None = None) -> int:
+    """Mark PENDING digests that a newer digest to the same nurse covers SUPERSEDED (all of them, or only
+    ``reminder_id``); returns how many. A digest lists every open item overdue, due today or this week, so
+    the newer one lists whatever of the older one is still open: sending the older one late would only
+    repeat it. Only digests never sent (an administrator's resend of a sent one is kept), and never an
+    urgent alert or an escalation."""
+    stale = Reminder.objects.filter(
+        kind=ReminderKind.DIGEST, status=ReminderStatus.PENDING, recipient_user__isnull=False, sent_at__isnull=True
+    ).filter(Exists(_newer_digests()))
+    if reminder_id is not None:
+        stale = stale.filter(pk=reminder_id)
+    count = stale.update(
+        status=ReminderStatus.SUPERSEDED,
+        superseded_by=Subquery(_newer_digests().order_by("-created_at", "-pk").values("pk")[:1]),
+        lease_until=None,
+        updated_at=now,
+    )
+    outbox_count(kind=ReminderKind.DIGEST, event=OutboxEvent.SUPERSEDED, by=count)
+    return count
 
 
 def reminders_claim(*, now: datetime) -> list[int]:
     """Claim due PENDING rows in batches by setting an enqueue lease; enqueue each claimed id after commit.
 
-    The rows stay PENDING: the lease only keeps other sweeps from enqueueing them again. On PostgreSQL the
-    batch is read ``FOR UPDATE SKIP LOCKED`` so concurrent sweeps take disjoint rows; elsewhere the
-    conditional UPDATE keeps it correct (its row count tells whether someone else was faster).
+    The rows stay PENDING: the lease only keeps other sweeps from enqueueing them again. It doubles with
+    each enqueue since the row's last send attempt (``enqueue_lease``): a task still waiting in a slow queue
+    is not joined by a new one every sweep. On PostgreSQL the batch is read ``FOR UPDATE SKIP LOCKED`` so
+    concurrent sweeps take disjoint rows; elsewhere the conditional UPDATE keeps it correct (its row count
+    tells whether someone else was faster).
     """
     batch = _setting("ANTICOAG_SWEEP_BATCH_SIZE", 500)
-    lease = now + enqueue_lease()
+    doublings = _lease_doublings()
     claimable = Q(status=ReminderStatus.PENDING, next_attempt_at__lte=now) & (
         Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     )
@@ -335,34 +458,46 @@ def reminders_claim(*, now: datetime) -> list[int]:
             candidates = Reminder.objects.filter(claimable).order_by("next_attempt_at", "pk")
             if connection.features.has_select_for_update_skip_locked:
                 candidates = candidates.select_for_update(skip_locked=True)
-            ids = list(candidates.values_list("pk", flat=True)[:batch])
-            if not ids:
+            rows = list(candidates.values_list("pk", "kind", "enqueues")[:batch])
+            if not rows:
                 break
-            updated = Reminder.objects.filter(claimable, pk__in=ids).update(
-                lease_until=lease, updated_at=timezone.now()
-            )
-            mine = ids
-            if updated != len(ids):  # someone else claimed some of them: keep those carrying our lease
-                mine = list(Reminder.objects.filter(pk__in=ids, lease_until=lease).values_list("pk", flat=True))
+            # One UPDATE per lease length (at most doublings + 1 of them), not one per row.
+            by_lease: dict[int, list[tuple[int, str]]] = defaultdict(list)
+            for pk, kind, enqueues in rows:
+                by_lease[min(enqueues, doublings)].append((pk, kind))
+            mine: list[tuple[int, str]] = []
+            for step, group in sorted(by_lease.items()):
+                lease = now + enqueue_lease(step)
+                ids = [pk for pk, _ in group]
+                updated = Reminder.objects.filter(claimable, pk__in=ids).update(
+                    lease_until=lease, enqueues=F("enqueues") + 1, updated_at=timezone.now()
+                )
+                if updated != len(ids):  # someone else claimed some of them: keep those carrying our lease
+                    won = set(Reminder.objects.filter(pk__in=ids, lease_until=lease).values_list("pk", flat=True))
+                    group = [row for row in group if row[0] in won]
+                mine.extend(group)
             # Runs when this transaction commits (at once if there is no outer one): the task must find the
             # row committed, and a rolled-back claim must not be enqueued.
             transaction.on_commit(partial(_enqueue, mine), robust=True)
-        claimed.extend(mine)
-        if len(ids) < batch:
+        claimed.extend(pk for pk, _ in mine)
+        if len(rows) < batch:
             break
     return claimed
 
 
 def sweep(*, now: datetime | None = None) -> dict[str, int]:
-    """One pass of the outbox: reclaim dead sends, materialise due digests and escalations, claim and enqueue.
+    """One pass of the outbox: reclaim dead sends, materialise due digests and escalations, supersede
+    digests that a newer one covers, claim and enqueue.
 
-    Returns counts: ``reclaimed``, ``failed`` (gave up while reclaiming), ``digests`` and ``escalations``
-    (new rows), ``claimed`` (rows enqueued). Its number of queries does not grow with the number of
+    Returns counts, each of rows *this* sweep changed (concurrent sweeps' counts add up): ``reclaimed``,
+    ``failed`` (a row that kept killing its worker), ``digests`` and ``escalations`` (new rows),
+    ``superseded``, ``claimed`` (rows enqueued). Its number of queries does not grow with the number of
     patients or items (set-based reads, bulk inserts, claims in batches).
     """
     now = now or timezone.now()
     counts = reminders_reclaim(now=now)
     counts |= reminders_materialise_due(now=now)
+    counts["superseded"] = reminders_supersede(now=now)
     counts["claimed"] = len(reminders_claim(now=now))
     return counts
 
@@ -370,12 +505,21 @@ def sweep(*, now: datetime | None = None) -> dict[str, int]:
 # --- sending ----------------------------------------------------------------------------------------------
 
 
+class InvalidRecipient(ValueError):
+    """The reminder's address is not an e-mail address: no retry can deliver it."""
+
+
 def is_permanent(exc: BaseException) -> bool:
-    """A 5xx answer (or every recipient refused with a 5xx) will not change on retry; the rest may."""
+    """Only a refusal of *this* message is permanent: a 5xx for its recipient (every recipient, when there
+    are several) or for its content, or an invalid address. A refused connection, a time-out, any 4xx, and
+    a 5xx that is about the server or our own configuration (greeting, HELO, sender, authentication) may
+    change without the reminder changing: those retry."""
+    if isinstance(exc, InvalidRecipient):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
-    if isinstance(exc, smtplib.SMTPResponseException):
+    if isinstance(exc, smtplib.SMTPDataError):
         return 500 <= exc.smtp_code < 600
     return False
 
@@ -386,6 +530,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def _deliver(reminder: Reminder, message_id: str) -> None:
+    try:
+        validate_email(reminder.recipient)
+    except ValidationError:
+        raise InvalidRecipient("the recipient is not a valid e-mail address") from None
     rendered = reminder_render(reminder=reminder)
     message = EmailMultiAlternatives(
         subject=rendered.subject,
@@ -400,18 +548,28 @@ def _deliver(reminder: Reminder, message_id: str) -> None:
 
 
 def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
-    """Send one reminder if it is ours to send. Returns ``sent``, ``retry``, ``failed`` or ``skipped``.
+    """Send one reminder if it is ours to send. Returns ``sent``, ``retry``, ``failed``, ``superseded`` or
+    ``skipped``.
 
-    Claims ``PENDING → SENDING`` with a send lease by a conditional UPDATE; a row count of 0 means another
-    worker has it, it is not due yet, or it is done: ``skipped``. Then renders and sends *outside* any
-    transaction (call it in autocommit mode), and marks the row SENT. A transient error puts it back to
-    PENDING with exponential backoff; a permanent one, or the last attempt, makes it FAILED.
+    A digest that a newer digest covers is marked SUPERSEDED instead. Otherwise claims ``PENDING →
+    SENDING`` with a send lease by a conditional UPDATE; a row count of 0 means another worker has it, it is
+    not due yet, or it is done: ``skipped``. Then renders and sends *outside* any transaction (call it in
+    autocommit mode), and marks the row SENT. A transient error puts it back to PENDING with capped
+    exponential backoff, however many attempts it took; only a permanent refusal makes it FAILED.
     """
     started = now or timezone.now()
+    if reminders_supersede(now=started, reminder_id=reminder_id):
+        return "superseded"
     lease = started + send_lease()
     claimed = Reminder.objects.filter(
         pk=reminder_id, status=ReminderStatus.PENDING, next_attempt_at__lte=started
-    ).update(status=ReminderStatus.SENDING, lease_until=lease, attempts=F("attempts") + 1, updated_at=timezone.now())
+    ).update(
+        status=ReminderStatus.SENDING,
+        lease_until=lease,
+        attempts=F("attempts") + 1,
+        enqueues=0,
+        updated_at=timezone.now(),
+    )
     if not claimed:
         return "skipped"
     reminder = Reminder.objects.select_related("clinic", "inr_reading__patient").get(pk=reminder_id)
@@ -422,20 +580,25 @@ def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
         return _record_failure(reminder, exc, lease=lease, now=now)
     # The SMTP server has it: SENT is the truth now, whatever happened to the row meanwhile (a reclaim after
     # an overlong send must not cause a needless second copy).
-    Reminder.objects.filter(pk=reminder_id).exclude(status=ReminderStatus.SENT).update(
-        status=ReminderStatus.SENT,
-        sent_at=now or timezone.now(),
-        message_id=message_id,
-        lease_until=None,
-        updated_at=timezone.now(),
+    marked = (
+        Reminder.objects.filter(pk=reminder_id)
+        .exclude(status=ReminderStatus.SENT)
+        .update(
+            status=ReminderStatus.SENT,
+            sent_at=now or timezone.now(),
+            message_id=message_id,
+            lease_until=None,
+            updated_at=timezone.now(),
+        )
     )
+    outbox_count(kind=reminder.kind, event=OutboxEvent.SENT, by=marked)
     logger.info("Reminder %s sent (%s, attempt %s)", reminder_id, reminder.kind, reminder.attempts)
     return "sent"
 
 
 def _record_failure(reminder: Reminder, exc: Exception, *, lease: datetime, now: datetime | None) -> str:
     error = _describe(exc)
-    give_up = is_permanent(exc) or reminder.attempts >= max_attempts()
+    give_up = is_permanent(exc)
     if not isinstance(exc, OSError):  # smtplib errors are OSErrors; anything else is a defect to look at
         logger.exception("Reminder %s could not be rendered or sent", reminder.pk)
     changes: dict[str, Any] = {"lease_until": None, "last_error": error, "updated_at": timezone.now()}
@@ -445,6 +608,9 @@ def _record_failure(reminder: Reminder, exc: Exception, *, lease: datetime, now:
         changes["status"] = ReminderStatus.PENDING
         changes["next_attempt_at"] = (now or timezone.now()) + retry_delay(reminder.attempts)
     # Only while the row is still ours (same lease): after a reclaim another worker owns it.
-    Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, lease_until=lease).update(**changes)
+    recorded = Reminder.objects.filter(pk=reminder.pk, status=ReminderStatus.SENDING, lease_until=lease).update(
+        **changes
+    )
+    outbox_count(kind=reminder.kind, event=OutboxEvent.FAILED if give_up else OutboxEvent.RETRIED, by=recorded)
     logger.warning("Reminder %s attempt %s: %s → %s", reminder.pk, reminder.attempts, error, changes["status"].upper())
     return "failed" if give_up else "retry"

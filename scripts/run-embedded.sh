@@ -11,7 +11,8 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$BIN/celery" -A config worker --loglevel=INFO --concurrency=2 &
+# Both queues (urgent alerts and the rest) in one worker: make run is a one-machine trial.
+"$BIN/celery" -A config worker -Q urgent,celery --loglevel=INFO --concurrency=2 &
 pids+=($!)
 "$BIN/celery" -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule &
 pids+=($!)

@@ -28,8 +28,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
 
-APP_SERVICES = ("migrate", "web", "worker", "beat")
-LONG_RUNNING_APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "worker-urgent", "beat")
+LONG_RUNNING_APP_SERVICES = ("web", "worker", "worker-urgent", "beat")
 SERVICES_WITH_HEALTHCHECK = ("postgres", "redis", "web", "mailpit")
 
 
@@ -267,6 +267,21 @@ def test_worker_can_be_scaled(services: dict[str, dict]) -> None:
     assert command_of(worker["command"])[:4] == ["celery", "-A", "config", "worker"]
 
 
+def test_urgent_alerts_have_a_worker_of_their_own_and_the_general_worker_serves_both_queues(
+    services: dict[str, dict],
+) -> None:
+    from django.conf import settings
+
+    def queues(name: str) -> list[str]:
+        command = command_of(services[name]["command"])
+        return command[command.index("-Q") + 1].split(",")
+
+    assert queues("worker-urgent") == [settings.ANTICOAG_URGENT_QUEUE]
+    assert sorted(queues("worker")) == sorted([settings.CELERY_TASK_DEFAULT_QUEUE, settings.ANTICOAG_URGENT_QUEUE])
+    node = command_of(services["worker-urgent"]["command"])
+    assert node[node.index("-n") + 1].split("@")[0] in " ".join(healthcheck_command(services["worker-urgent"]))
+
+
 def test_mailpit_catches_smtp_and_shows_a_web_ui(services: dict[str, dict]) -> None:
     mailpit = services["mailpit"]
 
@@ -313,6 +328,7 @@ def test_env_example_lists_the_required_variables_with_placeholders() -> None:
 def _app_commands(services: dict[str, dict]) -> list[list[str]]:
     commands = [command_of(services[name]["command"]) for name in APP_SERVICES]
     commands.append(healthcheck_command(services["worker"]))
+    commands.append(healthcheck_command(services["worker-urgent"]))
     commands.append(dockerfile_exec_form("CMD"))
     return commands
 

@@ -223,12 +223,12 @@ class WorkerProcesses:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, concurrency: int = 2) -> subprocess.Popen:
+    def start(self, concurrency: int = 2, queues: str = "celery,urgent") -> subprocess.Popen:
         index = len(self.processes)
         log = self.log_dir / f"worker{index}.log"
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
-            "--pool=prefork", f"--concurrency={concurrency}", "-Q", "celery", "--loglevel=INFO",
+            "--pool=prefork", f"--concurrency={concurrency}", "-Q", queues, "--loglevel=INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", f"sweeptest{index}-{os.getpid()}@%h",
         ]  # fmt: skip

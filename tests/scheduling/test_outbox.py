@@ -358,11 +358,23 @@ def test_a_send_whose_lease_expired_is_reclaimed_and_enqueued_again(clinic):
 
 @pytest.mark.django_db
 def test_a_reminder_that_keeps_killing_its_worker_gives_up(clinic, settings):
-    settings.ANTICOAG_REMINDER_MAX_ATTEMPTS = 3
-    poison = ReminderFactory(clinic=clinic, status=ReminderStatus.SENDING, attempts=3, lease_until=NOW)
+    settings.ANTICOAG_REMINDER_MAX_LOST_SENDS = 3
+    poison = ReminderFactory(clinic=clinic, status=ReminderStatus.SENDING, attempts=3, lost_sends=2, lease_until=NOW)
     counts = outbox.sweep(now=NOW + timedelta(seconds=1))
     poison.refresh_from_db()
     assert (counts["failed"], counts["reclaimed"], poison.status) == (1, 0, ReminderStatus.FAILED)
+    assert poison.lost_sends == 3
+
+
+@pytest.mark.django_db
+def test_many_transient_attempts_do_not_count_as_lost_sends(clinic, settings):
+    """A row that retried through a long outage and then loses its worker once is reclaimed, not failed."""
+    settings.ANTICOAG_REMINDER_MAX_LOST_SENDS = 3
+    survivor = ReminderFactory(clinic=clinic, status=ReminderStatus.SENDING, attempts=40, lease_until=NOW)
+    counts = outbox.sweep(now=NOW + timedelta(seconds=1))
+    survivor.refresh_from_db()
+    assert (counts["failed"], counts["reclaimed"], survivor.status) == (0, 1, ReminderStatus.PENDING)
+    assert survivor.lost_sends == 1
 
 
 # --- sending -----------------------------------------------------------------------------------------------
@@ -457,17 +469,21 @@ def test_a_permanent_refusal_fails_at_once(urgent_inr, smtp_server):
 
 
 @pytest.mark.django_db
-def test_transient_errors_give_up_after_the_last_attempt(urgent_inr, smtp_server, settings):
-    settings.ANTICOAG_REMINDER_MAX_ATTEMPTS = 3
+def test_transient_errors_never_give_up_and_the_backoff_is_capped(urgent_inr, smtp_server):
     smtp_server.handler.mode = "tempfail"
     now = NOW
     results = []
-    for _ in range(4):
+    for _ in range(20):  # far beyond the old budget of 8 attempts (about 2 hours)
         results.append(outbox.reminder_send(reminder_id=urgent_inr.pk, now=now))
-        now += timedelta(hours=2)
-    assert results == ["retry", "retry", "failed", "skipped"]
-    urgent_inr.refresh_from_db()
-    assert (urgent_inr.status, urgent_inr.attempts) == (ReminderStatus.FAILED, 3)
+        urgent_inr.refresh_from_db()
+        now = urgent_inr.next_attempt_at
+    assert results == ["retry"] * 20
+    assert (urgent_inr.status, urgent_inr.attempts) == (ReminderStatus.PENDING, 20)
+    # 1, 2, 4 … 32 minutes, then the one-hour cap.
+    assert now - NOW == timedelta(minutes=1 + 2 + 4 + 8 + 16 + 32) + timedelta(hours=14)
+    smtp_server.handler.mode = "accept"
+    assert outbox.reminder_send(reminder_id=urgent_inr.pk, now=now) == "sent"
+    assert len(smtp_server.messages) == 1
 
 
 @pytest.mark.parametrize(
@@ -479,6 +495,12 @@ def test_transient_errors_give_up_after_the_last_attempt(urgent_inr, smtp_server
         (smtplib.SMTPDataError(554, b"rejected"), True),
         (smtplib.SMTPDataError(452, b"full"), False),
         (smtplib.SMTPServerDisconnected("gone"), False),
+        # A 5xx about the server or our own configuration is not about this reminder: retry.
+        (smtplib.SMTPConnectError(554, b"no service"), False),
+        (smtplib.SMTPSenderRefused(550, b"sender rejected", "no-reply@clinic.invalid"), False),
+        (smtplib.SMTPAuthenticationError(535, b"bad credentials"), False),
+        (smtplib.SMTPDataError(421, b"closing"), False),
+        (outbox.InvalidRecipient("not an address"), True),
         (ConnectionRefusedError(), False),
         (TimeoutError(), False),
     ],
