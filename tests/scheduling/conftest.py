@@ -1,8 +1,9 @@
 """Real parts for the reminder tests: an SMTP server (aiosmtpd), the Redis broker, Celery workers.
 
 * ``smtp_server``: an aiosmtpd server on a free local port that records what it accepts; its ``mode`` can
-  be switched to ``tempfail`` (451 at RCPT) or ``reject`` (550), its ``delay`` slows DATA down. Django's
-  e-mail settings point at it for the test.
+  be switched to ``tempfail`` (451 at RCPT) or ``reject`` (550), its ``delay`` slows DATA down, its ``gate``
+  lets through only as many messages as the test releases. Django's e-mail settings point at it for the
+  test; ``stop()`` and ``start()`` take it down and bring it back on the same port.
 * ``broker``: the Redis test database, emptied before and after the test.
 * ``celery_worker``: a Celery worker in a thread of the test process (solo pool), consuming the real queue.
 * ``worker_process``: starts real ``celery worker`` subprocesses (prefork) on the test database, which a
@@ -101,6 +102,8 @@ class SinkHandler:
 
     mode: str = "accept"  # accept | tempfail | reject
     delay: float = 0.0
+    #: When set, each message waits in DATA for a permit: the test decides how many get through, and when.
+    gate: threading.Semaphore | None = None
     messages: list[Received] = field(default_factory=list)
     in_data: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,6 +117,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        while self.gate is not None and not self.gate.acquire(blocking=False):
+            await asyncio.sleep(0.01)
         with self.lock:
             self.in_data += 1
         try:
