@@ -399,6 +399,8 @@ ANTICOAG_REMINDER_MAX_LOST_SENDS = env_int("ANTICOAG_REMINDER_MAX_LOST_SENDS", 3
 #: lease doubles with each re-enqueue before the row's next send attempt, up to the maximum.
 ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_SECONDS", 2 * 60)
 ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS = env_int("ANTICOAG_REMINDER_ENQUEUE_LEASE_MAX_SECONDS", 30 * 60)
+#: Routine reminders (digests, escalations) are sent in batches of this many per task and SMTP connection.
+ANTICOAG_REMINDER_SEND_BATCH_SIZE = env_int("ANTICOAG_REMINDER_SEND_BATCH_SIZE", 20)
 #: Urgent alerts go to this queue; a worker of its own serves it (docker-compose.yml: worker-urgent).
 ANTICOAG_URGENT_QUEUE = env_str("ANTICOAG_URGENT_QUEUE", "urgent")
 CELERY_TASK_DEFAULT_QUEUE = "celery"

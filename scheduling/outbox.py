@@ -151,17 +151,30 @@ def outbox_count(*, kind: str, event: str, by: int = 1) -> None:
         OutboxCounter.objects.filter(pk=counter.pk).update(total=F("total") + by)
 
 
-def _enqueue(rows: Iterable[tuple[int, str]]) -> None:
-    """Put one send task per ``(id, kind)`` on its kind's queue. Runs after commit; a broker failure only
-    costs a delay."""
-    from .tasks import send_reminder  # the tasks module imports this one
+def send_batch_size() -> int:
+    """Routine reminders sent per task over one SMTP connection (urgent alerts go one by one, at once)."""
+    return max(_setting("ANTICOAG_REMINDER_SEND_BATCH_SIZE", 20), 1)
 
-    for reminder_id, kind in rows:
+
+def _enqueue(rows: Iterable[tuple[int, str]]) -> None:
+    """Put the send tasks of ``(id, kind)`` rows on their kind's queue: one task per urgent alert, one task
+    per batch of routine reminders (sent over one SMTP connection). Runs after commit; a broker failure only
+    costs a delay."""
+    from .tasks import send_reminder, send_reminders  # the tasks module imports this one
+
+    urgent = [reminder_id for reminder_id, kind in rows if kind == ReminderKind.URGENT]
+    routine = [reminder_id for reminder_id, kind in rows if kind != ReminderKind.URGENT]
+    tasks = [send_reminder.s(reminder_id).set(queue=queue_for(ReminderKind.URGENT)) for reminder_id in urgent]
+    tasks += [
+        send_reminders.s(list(batch)).set(queue=queue_for(ReminderKind.DIGEST))
+        for batch in _chunks(routine, send_batch_size())
+    ]
+    for task in tasks:
         try:
-            send_reminder.s(reminder_id).set(queue=queue_for(kind)).delay()
+            task.delay()
         except Exception:
             # The rows keep their enqueue lease; the first sweep after it enqueues them again.
-            logger.warning("Could not enqueue reminder %s; a later sweep retries", reminder_id, exc_info=True)
+            logger.warning("Could not enqueue a send task; a later sweep retries", exc_info=True)
             return
 
 
@@ -529,7 +542,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:1000]
 
 
-def _deliver(reminder: Reminder, message_id: str) -> None:
+def _deliver(reminder: Reminder, message_id: str, smtp: Any = None) -> None:
+    """Render and hand one reminder to the SMTP server, over ``smtp`` (an e-mail backend kept open by a
+    batch) or a connection of its own."""
     try:
         validate_email(reminder.recipient)
     except ValidationError:
@@ -541,13 +556,15 @@ def _deliver(reminder: Reminder, message_id: str) -> None:
         from_email=from_address(),
         to=[reminder.recipient],
         headers={"Message-ID": message_id, "Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"},
-        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+        connection=smtp or get_connection(timeout=settings.EMAIL_TIMEOUT),
     )
+    if smtp is not None:
+        smtp.open()  # a no-op while the batch's connection is open; reconnects after an error closed it
     message.attach_alternative(rendered.html, "text/html")
     message.send(fail_silently=False)
 
 
-def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
+def reminder_send(*, reminder_id: int, now: datetime | None = None, smtp: Any = None) -> str:
     """Send one reminder if it is ours to send. Returns ``sent``, ``retry``, ``failed``, ``superseded`` or
     ``skipped``.
 
@@ -575,7 +592,7 @@ def reminder_send(*, reminder_id: int, now: datetime | None = None) -> str:
     reminder = Reminder.objects.select_related("clinic", "inr_reading__patient").get(pk=reminder_id)
     message_id = message_id_for(reminder)
     try:
-        _deliver(reminder, message_id)
+        _deliver(reminder, message_id, smtp)
     except Exception as exc:
         return _record_failure(reminder, exc, lease=lease, now=now)
     # The SMTP server has it: SENT is the truth now, whatever happened to the row meanwhile (a reclaim after
@@ -614,3 +631,23 @@ def _record_failure(reminder: Reminder, exc: Exception, *, lease: datetime, now:
     outbox_count(kind=reminder.kind, event=OutboxEvent.FAILED if give_up else OutboxEvent.RETRIED, by=recorded)
     logger.warning("Reminder %s attempt %s: %s → %s", reminder.pk, reminder.attempts, error, changes["status"].upper())
     return "failed" if give_up else "retry"
+
+
+def reminders_send_batch(*, reminder_ids: Sequence[int], now: datetime | None = None) -> dict[str, int]:
+    """Send several reminders over one SMTP connection; returns how many had each outcome.
+
+    Each reminder is still claimed, sent and marked on its own (``reminder_send``), so a failure costs only
+    its own message: after any error the connection is closed and the next message opens a fresh one (a
+    session that refused a message, or broke, is not trusted with the next).
+    """
+    smtp = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    outcomes: dict[str, int] = defaultdict(int)
+    try:
+        for reminder_id in reminder_ids:
+            outcome = reminder_send(reminder_id=reminder_id, now=now, smtp=smtp)
+            outcomes[outcome] += 1
+            if outcome in ("retry", "failed"):
+                smtp.close()
+    finally:
+        smtp.close()
+    return dict(outcomes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .outbox import reminder_send, sweep
+from .outbox import reminder_send, reminders_send_batch, sweep
 
 
 @shared_task(name="scheduling.send_reminder", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -21,6 +21,13 @@ def send_reminder(reminder_id: int) -> str:
     PENDING (with its backoff) or SENDING (until its lease runs out), and the sweep enqueues it again.
     """
     return reminder_send(reminder_id=reminder_id)
+
+
+@shared_task(name="scheduling.send_reminders", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_reminders(reminder_ids: list[int]) -> dict[str, int]:
+    """Send a batch of routine reminders over one SMTP connection, each claimed and marked on its own (a
+    redelivered batch skips what is already sent; see ``send_reminder`` for the rest)."""
+    return reminders_send_batch(reminder_ids=reminder_ids)
 
 
 @shared_task(name="scheduling.sweep", ignore_result=True)

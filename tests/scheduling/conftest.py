@@ -15,9 +15,11 @@ committed rows through its own connection.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import email
 import email.policy
+import json
 import os
 import signal
 import socket
@@ -59,6 +61,21 @@ def wait_for(condition: Callable[[], object], *, timeout: float = DEADLINE_SECON
         time.sleep(interval)
 
 
+def queued_reminder_ids(broker, queue: str) -> list[int]:
+    """The reminder ids of the send tasks waiting in a queue of the Redis broker (kombu's message format):
+    one per ``send_reminder`` task, each of a ``send_reminders`` batch."""
+    ids: list[int] = []
+    for raw in broker.lrange(queue, 0, -1):
+        headers = json.loads(raw)["headers"]
+        (argument,) = ast.literal_eval(headers["argsrepr"])
+        if headers["task"] == "scheduling.send_reminders":
+            ids.extend(argument)
+        else:
+            assert headers["task"] == "scheduling.send_reminder"
+            ids.append(argument)
+    return sorted(ids)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,6 +89,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: email.message.EmailMessage
+    peer: tuple = ()  # the client's address and port: one per SMTP connection
 
     @property
     def message_id(self) -> str:
@@ -104,6 +122,8 @@ class SinkHandler:
     delay: float = 0.0
     #: When set, each message waits in DATA for a permit: the test decides how many get through, and when.
     gate: threading.Semaphore | None = None
+    #: Recipients refused with a 550, whatever the mode.
+    refuse: set[str] = field(default_factory=set)
     messages: list[Received] = field(default_factory=list)
     in_data: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,7 +131,7 @@ class SinkHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.mode == "tempfail":
             return "451 4.3.0 Mailbox temporarily unavailable, try again later"
-        if self.mode == "reject":
+        if self.mode == "reject" or address in self.refuse:
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -126,7 +146,7 @@ class SinkHandler:
             # to say so. A client that dies meanwhile never learns that its message went out.
             message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
             with self.lock:
-                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, session.peer))
             if self.delay:
                 await asyncio.sleep(self.delay)
         finally:

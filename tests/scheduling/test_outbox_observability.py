@@ -19,6 +19,7 @@ from scheduling.models import FollowUp, FollowUpStatus, OutboxCounter, Reminder,
 from scheduling.outbox_status import outbox_figures
 from tests.factories import ClinicFactory, PatientFactory, UserFactory, clinician, nurse
 
+from .conftest import queued_reminder_ids
 from .factories import FollowUpFactory, ReminderFactory
 
 pytestmark = pytest.mark.services
@@ -128,16 +129,6 @@ def test_the_enqueue_lease_doubles_with_each_re_enqueue_up_to_its_cap_and_restar
 
 
 # --- urgent alerts on their own queue ---------------------------------------------------------------------
-
-
-def queued_reminder_ids(broker, queue: str) -> list[int]:
-    """The reminder ids of the send tasks waiting in a queue of the Redis broker (kombu's message format)."""
-    ids = []
-    for raw in broker.lrange(queue, 0, -1):
-        headers = json.loads(raw)["headers"]
-        assert headers["task"] == "scheduling.send_reminder"
-        ids.append(int(headers["argsrepr"].strip("(),")))
-    return sorted(ids)
 
 
 @pytest.mark.django_db(transaction=True)

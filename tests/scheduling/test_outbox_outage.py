@@ -29,7 +29,7 @@ from scheduling import outbox
 from scheduling.models import OutboxCounter, Reminder, ReminderKind, ReminderStatus
 from tests.factories import ClinicFactory, PatientFactory, UserFactory, clinician, nurse
 
-from .conftest import wait_for
+from .conftest import queued_reminder_ids, wait_for
 from .factories import FollowUpFactory
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -190,6 +190,8 @@ def deliver_slowly(smtp_server, *, reminders: int = 30) -> dict:
     def count(sender=None, body=None, **kwargs) -> None:
         if sender == "scheduling.send_reminder":
             published[body[0][0]] += 1
+        elif sender == "scheduling.send_reminders":  # a batch: each of its reminders is one send request
+            published.update(body[0][0])
 
     after_task_publish.connect(count, weak=False, dispatch_uid="test-count-send-tasks")
     smtp_server.handler.gate = threading.Semaphore(0)
@@ -299,7 +301,44 @@ def test_two_concurrent_sweeps_print_counts_that_add_up_to_the_rows_that_exist(b
     assert digests == 110
     assert sum(int(c["digests"]) for c in counts) == digests, printed
     assert sum(int(c["claimed"]) for c in counts) == Reminder.objects.count(), printed
-    assert broker.llen("celery") == Reminder.objects.count()  # and one task per row, not two
+    # and each row enqueued once, not twice
+    assert queued_reminder_ids(broker, "celery") == sorted(Reminder.objects.values_list("pk", flat=True))
+
+
+# --- batches per SMTP connection -----------------------------------------------------------------------------
+
+
+def test_routine_reminders_go_in_batches_over_one_connection_and_a_refusal_costs_only_its_own(
+    celery_worker, smtp_server, settings, broker
+):
+    settings.ANTICOAG_REMINDER_SEND_BATCH_SIZE = 20
+    clinic = clinic_with_work(nurses=6)
+    with time_machine.travel(START + timedelta(hours=2), tick=True):
+        refused = nurse(clinic, email="moved.away@clinic.invalid")
+        FollowUpFactory(patient=PatientFactory(clinic=clinic, primary_nurse=refused), due_on=START.date())
+        smtp_server.handler.refuse = {refused.email}
+        published: list[str] = []
+        after_task_publish.connect(
+            lambda sender=None, **kwargs: published.append(sender), weak=False, dispatch_uid="test-batch-tasks"
+        )
+        try:
+            counts = outbox.sweep()
+        finally:
+            after_task_publish.disconnect(dispatch_uid="test-batch-tasks")
+        assert (counts["digests"], counts["escalations"], counts["claimed"]) == (7, 2, 9)
+        assert published == ["scheduling.send_reminders"]  # one task for the nine
+        wait_for(settled, what="the batch to be sent")
+
+    rows = {row.recipient: row for row in Reminder.objects.all()}
+    assert rows[refused.email].status == ReminderStatus.FAILED  # a 550 for its recipient only
+    assert "550" in rows[refused.email].last_error
+    sent = [row for row in rows.values() if row.status == ReminderStatus.SENT]
+    assert len(sent) == 8
+    assert Counter(smtp_server.handler.message_ids()) == Counter(row.message_id for row in sent)
+    assert all(row.attempts == 1 for row in rows.values())
+    # The eight messages over at most two connections (a fresh one after the 550).
+    connections_used = {received.peer for received in smtp_server.messages}
+    assert 1 <= len(connections_used) <= 2
 
 
 # --- urgent alerts have a worker of their own ---------------------------------------------------------------

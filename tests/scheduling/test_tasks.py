@@ -19,13 +19,14 @@ def test_beat_runs_the_sweep_every_five_minutes_and_drops_late_runs():
     assert entry["schedule"] == 5 * 60
     assert 0 < entry["options"]["expires"] < entry["schedule"]
     app.loader.import_default_modules()
-    assert "scheduling.sweep" in app.tasks and "scheduling.send_reminder" in app.tasks
+    assert {"scheduling.sweep", "scheduling.send_reminder", "scheduling.send_reminders"} <= set(app.tasks)
 
 
-def test_the_send_task_is_acknowledged_late_and_rejected_when_its_worker_is_lost():
-    assert tasks.send_reminder.acks_late is True
-    assert tasks.send_reminder.reject_on_worker_lost is True
-    assert not getattr(tasks.send_reminder, "autoretry_for", ())  # a retry would be a countdown task
+def test_the_send_tasks_are_acknowledged_late_and_rejected_when_their_worker_is_lost():
+    for task in (tasks.send_reminder, tasks.send_reminders):
+        assert task.acks_late is True
+        assert task.reject_on_worker_lost is True
+        assert not getattr(task, "autoretry_for", ())  # a retry would be a countdown task
 
 
 def test_no_reminder_is_scheduled_with_an_eta_or_countdown():
