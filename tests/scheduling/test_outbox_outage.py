@@ -183,11 +183,14 @@ def enqueue_bound(wait: timedelta) -> int:
 
 def deliver_slowly(smtp_server, *, reminders: int = 30) -> dict:
     """Sweeps every 5 minutes while the SMTP server lets two messages through per sweep: ``reminders``
-    digests take far longer than the 2-minute enqueue lease. Returns the tasks published per reminder and
-    each reminder's wait (created → sent), after checking that each reached the server exactly once."""
+    digests take far longer than the 2-minute enqueue lease. Returns the send requests published per
+    reminder (a ``send_reminder`` task, or its place in a ``send_reminders`` batch: "tasks" below) and each
+    reminder's wait (created → sent), after checking that each reached the server exactly once."""
     published: Counter[int] = Counter()
+    messages: list[str] = []
 
     def count(sender=None, body=None, **kwargs) -> None:
+        messages.append(sender)
         if sender == "scheduling.send_reminder":
             published[body[0][0]] += 1
         elif sender == "scheduling.send_reminders":  # a batch: each of its reminders is one send request
@@ -229,6 +232,7 @@ def deliver_slowly(smtp_server, *, reminders: int = 30) -> dict:
             "sweeps": sweeps,
             "tasks": total,
             "tasks_per_reminder": round(total / reminders, 2),
+            "celery_messages_published": len(messages),
             "max_tasks_one_reminder": max(published.values()),
             "longest_wait_minutes": round(max(waits.values()).total_seconds() / 60, 1),
             "bound_for_longest_wait": enqueue_bound(max(waits.values())),
