@@ -127,11 +127,12 @@ class Reminder(models.Model):
     message_id = models.CharField(max_length=200, blank=True)
     last_error = models.TextField(blank=True)
     idempotency_key = models.CharField(max_length=160, unique=True)
+    # db_default as well: rows written by plain SQL (the benchmark's bulk INSERT) get the same zero.
     enqueues = models.PositiveIntegerField(
-        default=0, help_text="Send tasks the sweep put on the queue since the last send attempt."
+        default=0, db_default=0, help_text="Send tasks the sweep put on the queue since the last send attempt."
     )
     lost_sends = models.PositiveSmallIntegerField(
-        default=0, help_text="Sends cut off by a dead worker (the send lease expired)."
+        default=0, db_default=0, help_text="Sends cut off by a dead worker (the send lease expired)."
     )
     superseded_by = models.ForeignKey(
         "self",
