@@ -67,7 +67,7 @@ def render_procedure_plan(plan: dict) -> str:
         f"{plan['restart_on']} with {plan['restart_dose']}."
     )
     return format_html(
-        "<p class='procedure-summary'>{}</p><p><small>Source: {}. {:.1f} months since the CVT diagnosis; category "
+        "<p class='procedure-summary'>{}</p><p><small>Source: {}. {} months since the CVT diagnosis; category "
         "{}; CrCl {} mL/min.</small></p>"
         "<table class='procedure-calendar'><thead><tr><th>Date</th><th>Tablets</th><th>What</th><th>Also</th>"
         "<th>Source</th></tr></thead><tbody>{}</tbody></table><ul class='procedure-warnings'>{}</ul>"
@@ -75,7 +75,7 @@ def render_procedure_plan(plan: dict) -> str:
         "for word.</small></p>",
         summary,
         plan["source"],
-        plan["months_since_diagnosis"],
+        f"{plan['months_since_diagnosis']:.1f}",
         plan["category"].replace("_", " "),
         plan["crcl_ml_min"] if plan["crcl_ml_min"] is not None else "unknown",
         days,

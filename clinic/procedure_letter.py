@@ -36,7 +36,6 @@ def procedure_letter_content(*, procedure: Procedure) -> dict[str, Any]:
     drug = procedure.get_agent_display()
     rows = []
     for day in plan["calendar"]:
-        also = [e for e in day["events"]]
         rows.append(
             {
                 "date": letter_date(day["date"]),
@@ -44,7 +43,7 @@ def procedure_letter_content(*, procedure: Procedure) -> dict[str, Any]:
                 "take": day["take"],
                 "tablets": "TAKE" if day["take"] else "DON'T TAKE",
                 "what": day["what"],
-                "also": "; ".join(also),
+                "also": "; ".join(day["events"]),
             }
         )
     inr = plan.get("inr_check_on")
@@ -122,10 +121,10 @@ def procedure_letter_pdf_bytes(*, procedure: Procedure) -> bytes:
     story += [Paragraph(f"<b>{letter['restart']}</b>", styles["Normal"]), Spacer(1, 5 * mm)]
     data = [["Date", letter["drug"], "What to do", "Also that day"]]
     data += [
-        [row["date"], row["tablets"], Paragraph(row["what"], cell), Paragraph(row["also"], cell)]
+        [Paragraph(row["date"], cell), row["tablets"], Paragraph(row["what"], cell), Paragraph(row["also"], cell)]
         for row in letter["rows"]
     ]
-    table = Table(data, colWidths=[45 * mm, 27 * mm, 65 * mm, 37 * mm], repeatRows=1)
+    table = Table(data, colWidths=[50 * mm, 28 * mm, 62 * mm, 34 * mm], repeatRows=1)
     style = [
         ("FONT", (0, 0), (-1, 0), "Helvetica-Bold"),
         ("GRID", (0, 0), (-1, -1), 0.5, colors.grey),
