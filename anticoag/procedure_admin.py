@@ -60,7 +60,7 @@ def render_procedure_plan(plan: dict) -> str:
             for w in plan["warnings"]
         ),
     )
-    inr = f"INR check on {plan['inr_check_on']}" if plan.get("inr_check_on") else "No INR check"
+    inr = f"INR check on {plan['inr_check_on']}" if plan.get("inr_check_on") else "no INR check"
     summary = (
         f"{plan['agent'].capitalize()}, {plan['bleed_risk']} bleed risk ({plan['row']}): last dose "
         f"{plan['last_dose_on']}, {plan['days_without']} day(s) without before the procedure, {inr}, restart "
@@ -68,7 +68,7 @@ def render_procedure_plan(plan: dict) -> str:
     )
     return format_html(
         "<p class='procedure-summary'>{}</p><p><small>Source: {}. {} months since the CVT diagnosis; category "
-        "{}; CrCl {} mL/min.</small></p>"
+        "{}; CrCl {}.</small></p>"
         "<table class='procedure-calendar'><thead><tr><th>Date</th><th>Tablets</th><th>What</th><th>Also</th>"
         "<th>Source</th></tr></thead><tbody>{}</tbody></table><ul class='procedure-warnings'>{}</ul>"
         "<p><small>Decision support (rules {}): a clinician confirms. [verify]: the source could not be checked word "
@@ -77,7 +77,7 @@ def render_procedure_plan(plan: dict) -> str:
         plan["source"],
         f"{plan['months_since_diagnosis']:.1f}",
         plan["category"].replace("_", " "),
-        plan["crcl_ml_min"] if plan["crcl_ml_min"] is not None else "unknown",
+        f"{plan['crcl_ml_min']:g} mL/min" if plan["crcl_ml_min"] is not None else "not known",
         days,
         warnings,
         plan["rules_version"],
