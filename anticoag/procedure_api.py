@@ -70,7 +70,7 @@ class ProcedureSerializer(serializers.ModelSerializer):
 
 
 class ProcedureCreateSerializer(serializers.Serializer):
-    patient = serializers.IntegerField(min_value=1)
+    patient = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     scheduled_on = serializers.DateField()
     kind = serializers.ChoiceField(choices=ProcedureKind.choices)
     bleed_risk = serializers.ChoiceField(choices=BleedRisk.choices)

@@ -59,6 +59,9 @@ DOAC_MAX_INELIGIBLE_CRCL = 30.0
 
 INFO, CAUTION = "info", "caution"
 
+#: Plausibility bounds of a procedure date (not clinical: they keep the calendar arithmetic inside Python's dates).
+EARLIEST_DATE, LATEST_DATE = date(1900, 1, 1), date(9998, 12, 31)
+
 
 class ProcedureInputError(FactsError):
     """Invalid planner input. ``str(err)`` is one line: ``<field>: <what is wrong>``."""
@@ -146,6 +149,10 @@ class ProcedureFacts:
             raise ProcedureInputError("agent", f"unknown agent {self.agent!r}; allowed: {', '.join(AGENTS)}")
         if not isinstance(self.procedure_on, date) or isinstance(self.procedure_on, datetime):
             raise ProcedureInputError("procedure_on", "must be a date (YYYY-MM-DD)")
+        if not EARLIEST_DATE <= self.procedure_on <= LATEST_DATE:
+            raise ProcedureInputError(
+                "procedure_on", f"must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}"
+            )
         if self.procedure_kind not in PROCEDURE_KINDS:
             raise ProcedureInputError(
                 "procedure_kind", f"unknown kind {self.procedure_kind!r}; allowed: {', '.join(PROCEDURE_KINDS)}"

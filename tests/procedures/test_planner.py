@@ -204,3 +204,9 @@ def test_bad_input_names_the_field(changes, field) -> None:
 
 def test_lumbar_puncture_at_high_risk_is_accepted() -> None:
     assert procedure_plan(facts(procedure_kind="lumbar_puncture", bleed_risk="high")).row.bleed_risk == "high"
+
+
+def test_an_implausible_date_is_refused_not_overflowed() -> None:
+    with pytest.raises(ProcedureInputError) as caught:
+        facts(procedure_on=date(9999, 12, 31))
+    assert caught.value.field == "procedure_on"
