@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from anticoag.procedure_models import Procedure, ProcedureDecision, ProcedurePlanStatus
 from anticoag.procedure_services import procedure_confirm, procedure_propose, procedure_record, procedure_set_status
-from scheduling.dashboard import clinic_days, due_q, open_follow_ups
+from clinic.dashboard import clinic_days, due_q, open_follow_ups
 from scheduling.follow_ups import follow_up_complete
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
 from tests.factories import ClinicFactory, EpisodeFactory, LabResultFactory, PatientFactory, clinician
