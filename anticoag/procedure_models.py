@@ -27,6 +27,8 @@ class ProcedureKind(models.TextChoices):
 
 
 class BleedRisk(models.TextChoices):
+    """The procedure's bleed risk, as the clinician judges it (the §8 columns)."""
+
     LOW = "low", "Low bleed risk"
     HIGH = "high", "High bleed risk"
 
@@ -45,12 +47,16 @@ assert set(ProcedureKind.values) == set(PROCEDURE_KINDS)
 
 
 class ProcedureStatus(models.TextChoices):
+    """Whether the procedure is still to come, was called off, or has happened."""
+
     PLANNED = "planned", "Planned"
     CANCELLED = "cancelled", "Cancelled"
     DONE = "done", "Done"
 
 
 class ProcedurePlanStatus(models.TextChoices):
+    """Where the stop/restart plan stands: proposed, confirmed by a clinician, or changed since (review)."""
+
     PROPOSED = "proposed", "Proposed, awaiting a clinician"
     CONFIRMED = "confirmed", "Confirmed"
     REVIEW = "review", "Changed since confirmation: review needed"

@@ -232,3 +232,17 @@ def test_dabigatran_uses_the_latest_creatinine_clearance(world):
     procedure = lumbar_puncture(world, agent="dabigatran")
     assert procedure.proposal["row"] == "dabigatran, CrCl < 50, high bleed risk"
     assert procedure.proposal["days_without"] == 4
+
+
+def test_a_move_that_brings_a_new_caution_needs_a_review(world):
+    procedure = lumbar_puncture(world, scheduled_on=world["episode"].diagnosed_on + relativedelta(months=3, days=5))
+    assert procedure.warnings_to_acknowledge == []
+    procedure_confirm(procedure=procedure, user=world["doctor"])
+
+    procedure.scheduled_on = world["monday"]  # 2 months after the diagnosis: recent CVT
+    procedure_propose(procedure=procedure)
+
+    procedure.refresh_from_db()
+    assert procedure.plan_status == ProcedurePlanStatus.REVIEW
+    assert procedure.changes == [{"part": "warnings", "added": ["recent_cvt"]}]
+    assert procedure_items(procedure)[0].due_on == world["monday"] + timedelta(days=2)  # still follows the decision
