@@ -48,7 +48,12 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-test: $(VENV)/.installed var $(CHROMIUM)
+# The letter tests read the PDFs with poppler-utils (pdftotext, pdftoppm); installed here like Chromium.
+PDFTOTEXT := /usr/bin/pdftotext
+$(PDFTOTEXT):
+	apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y poppler-utils
+
+test: $(VENV)/.installed var $(CHROMIUM) $(PDFTOTEXT)
 	$(TEST_ENV) $(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.installed

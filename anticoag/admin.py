@@ -511,3 +511,6 @@ class WarfarinDoseAdmin(ClinicScopedAdmin):
         if not change or obj.decided_by_id is None:
             obj.decided_by = request.user
         inr_services.warfarin_dose_saved(dose=obj)
+
+
+from . import procedure_admin  # noqa: E402,F401  (§8 procedures: own module)

@@ -16,3 +16,5 @@ class AnticoagConfig(AppConfig):
         auditlog.register(self.get_model("PlanDecision"))
         auditlog.register(self.get_model("InrReading"))
         auditlog.register(self.get_model("WarfarinDose"))
+        auditlog.register(self.get_model("Procedure"), exclude_fields=["updated_at"])
+        auditlog.register(self.get_model("ProcedureDecision"))

@@ -213,3 +213,6 @@ class WarfarinDose(models.Model):
 
     def __str__(self) -> str:
         return f"{self.weekly_dose_mg} mg/week from {self.starts_on.isoformat()}"
+
+
+from .procedure_models import Procedure, ProcedureDecision  # noqa: E402,F401  (§8 procedures; own module)

@@ -33,6 +33,7 @@ from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
 from . import dashboard, views
+from .procedure_page import procedure_patient_page_context
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -274,6 +275,7 @@ class PatientPageAdmin(PatientAdmin):
                 + "?"
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
+        page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
         return {"patient_page": page, "patient_obj": patient}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import SimpleRouter
 
 from anticoag.api import InrImportApi, InrReadingViewSet, PlanViewSet
+from anticoag.procedure_api import ProcedureViewSet
 from patients.api import EpisodeViewSet, PatientViewSet
 from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
 from reporting.models import ExportDataset
@@ -28,6 +29,7 @@ router.register("inr-readings", InrReadingViewSet, basename="inr-reading")
 router.register("follow-ups", FollowUpViewSet, basename="follow-up")
 router.register("reminders", ReminderViewSet, basename="reminder")
 router.register("calendar-feeds", CalendarFeedViewSet, basename="calendar-feed")
+router.register("procedures", ProcedureViewSet, basename="procedure")
 
 exports = []
 for dataset in ExportDataset.values:

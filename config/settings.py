@@ -287,6 +287,12 @@ SPECTACULAR_SETTINGS = {
         "RecanalizationEnum": "scheduling.models.Recanalization",
         "ReminderStatusEnum": "scheduling.models.ReminderStatus",
         "ReminderKindEnum": "scheduling.models.ReminderKind",
+        # Procedures (reference §8)
+        "ProcedureAgentEnum": "anticoag.procedure_models.ProcedureAgent",
+        "ProcedureKindEnum": "anticoag.procedure_models.ProcedureKind",
+        "ProcedureStatusEnum": "anticoag.procedure_models.ProcedureStatus",
+        "ProcedurePlanStatusEnum": "anticoag.procedure_models.ProcedurePlanStatus",
+        "BleedRiskEnum": "anticoag.procedure_models.BleedRisk",
     },
 }
 

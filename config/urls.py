@@ -15,4 +15,5 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    path("clinic/procedures/", include("clinic.procedure_urls")),
 ]

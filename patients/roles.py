@@ -36,6 +36,8 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "scheduling.followup": WRITE,
         "scheduling.reminder": READ,
         "reporting.exportlog": (EXPORT,),
+        "anticoag.procedure": WRITE,
+        "anticoag.proceduredecision": (VIEW, ADD),
     },
     Role.NURSE: {
         "patients.clinic": READ,
@@ -51,6 +53,8 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "scheduling.followup": WRITE,
         "scheduling.reminder": READ,
         "reporting.calendarfeed": (VIEW, ADD, DELETE),
+        "anticoag.procedure": WRITE,
+        "anticoag.proceduredecision": READ,
     },
     Role.REPORTING: {
         "patients.clinic": READ,
@@ -66,6 +70,8 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "scheduling.followup": READ,
         "scheduling.reminder": READ,
         "reporting.exportlog": (EXPORT,),
+        "anticoag.procedure": READ,
+        "anticoag.proceduredecision": READ,
     },
 }
 

@@ -574,3 +574,59 @@ def renal_follow_up_sync(*, patient: Patient, lab: LabResult | None = None) -> F
     for alert in monitoring.doac_alerts(agent=decision.agent, crcl_ml_min=crcl, policy=policy):
         _urgent_alert(clinic=patient.clinic, key=f"urgent:renal:{lab.pk}", reason=alert["code"], follow_ups=[item])
     return item
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Procedures (reference §8): the INR check the day before (warfarin) and the restart reminder
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Procedure plan field → follow-up kind it schedules.
+_PROCEDURE_ITEMS = {
+    "inr_check_on": FollowUpKind.PROCEDURE_INR_CHECK,
+    "restart_on": FollowUpKind.PROCEDURE_RESTART,
+}
+
+
+@transaction.atomic
+def procedure_follow_ups_sync(*, procedure) -> list[FollowUp]:
+    """Bring a procedure's follow-ups in line with its *confirmed* plan; return the open ones.
+
+    Keys ``proc{id}:{kind}``: confirming twice or saving again creates nothing new. A moved procedure moves its
+    open items (the confirmed intervals counted from the new date). A cancelled procedure, or one whose plan is
+    not confirmed, cancels its open items (reopened if it is confirmed again). Done items are history and stay;
+    when a done item's date no longer matches (the procedure moved after the INR check was done) a new item is
+    keyed by its date, ``proc{id}:{kind}:{date}``.
+    """
+    plan = procedure.confirmed_plan if procedure.status != "cancelled" else {}
+    wanted: dict[str, date] = {}
+    for name, kind in _PROCEDURE_ITEMS.items():
+        if plan.get(name):
+            wanted[kind] = date.fromisoformat(plan[name])
+    source = plan.get("source", "")
+    kept: list[FollowUp] = []
+    for kind, due_on in wanted.items():
+        values = {
+            "patient_id": procedure.patient_id,
+            "episode_id": procedure.episode_id,
+            "kind": kind,
+            "due_on": due_on,
+            "window_end_on": due_on,
+            "rule": f"procedure:{kind}",
+            "source": source,
+        }
+        item = _upsert_open(key=f"proc{procedure.pk}:{kind}", reopen_auto_cancelled=True, **values)
+        if item.status != FollowUpStatus.SCHEDULED and item.due_on != due_on:
+            item = _upsert_open(key=f"proc{procedure.pk}:{kind}:{due_on.isoformat()}", reopen_auto_cancelled=True,
+                                **values)  # fmt: skip
+        kept.append(item)
+    reason = "the procedure was cancelled" if procedure.status == "cancelled" else "the procedure plan changed"
+    stale = (
+        FollowUp.objects.filter(key__startswith=f"proc{procedure.pk}:", status=FollowUpStatus.SCHEDULED)
+        .exclude(pk__in=[item.pk for item in kept])
+        .select_for_update()
+    )
+    for item in stale:
+        item.status = FollowUpStatus.CANCELLED
+        item.result_note = f"{AUTO_CANCEL_NOTE} {reason} ({timezone.localdate().isoformat()})."
+        item.save(update_fields=["status", "result_note", "updated_at"])
+    return [item for item in kept if item.status == FollowUpStatus.SCHEDULED]

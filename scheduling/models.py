@@ -26,6 +26,8 @@ class FollowUpKind(models.TextChoices):
     ANNUAL_REVIEW = "annual_review", "Annual review"
     CANCER_REVIEW = "cancer_review", "Six-monthly review (active cancer)"
     THROMBOPHILIA_TESTING = "thrombophilia_testing", "Thrombophilia testing (protein C, S, antithrombin)"
+    PROCEDURE_INR_CHECK = "procedure_inr_check", "INR check before a procedure"
+    PROCEDURE_RESTART = "procedure_restart", "Restart anticoagulation after a procedure"
 
 
 class FollowUpStatus(models.TextChoices):

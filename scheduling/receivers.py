@@ -10,6 +10,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from anticoag.inr import inr_recorded, warfarin_dose_recorded
+from anticoag.procedure_services import procedure_changed
 from anticoag.services import plan_changed
 from patients.models import DeteriorationEvent, LabResult
 
@@ -17,6 +18,7 @@ from .follow_ups import (
     follow_ups_sync_for_plan,
     inr_follow_up_for_dose,
     inr_follow_up_sync,
+    procedure_follow_ups_sync,
     renal_follow_up_sync,
     urgent_imaging_for_deterioration,
 )
@@ -51,3 +53,8 @@ def renal_follow_up_on_lab(sender, instance: LabResult, raw: bool = False, **kwa
     if raw or instance.serum_creatinine is None:
         return
     renal_follow_up_sync(patient=instance.patient, lab=instance)
+
+
+@receiver(procedure_changed, dispatch_uid="follow_ups_on_procedure_changed")
+def follow_ups_on_procedure_changed(sender, procedure, **kwargs) -> None:
+    procedure_follow_ups_sync(procedure=procedure)

@@ -33,6 +33,12 @@ PROTECTED = [
     ("GET", "/api/v1/calendar-feeds/"),
     ("POST", "/api/v1/calendar-feeds/"),
     ("DELETE", "/api/v1/calendar-feeds/{id}/"),
+    ("GET", "/api/v1/procedures/"),
+    ("POST", "/api/v1/procedures/"),
+    ("GET", "/api/v1/procedures/{id}/"),
+    ("POST", "/api/v1/procedures/{id}/confirm/"),
+    ("POST", "/api/v1/procedures/{id}/reschedule/"),
+    ("POST", "/api/v1/procedures/{id}/status/"),
     *[("GET", f"/api/v1/exports/{dataset}.{{fmt}}") for dataset in DATASETS],
     *[("GET", f"/api/v1/exports/research/{dataset}.{{fmt}}") for dataset in DATASETS],
 ]

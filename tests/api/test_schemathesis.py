@@ -10,6 +10,7 @@ Bounded: a few examples per operation and mode, no deadline, derandomised so tha
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 import schemathesis
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from anticoag.procedure_services import procedure_record
 from config.wsgi import application
 from patients.choices import Role
 from reporting.ical import calendar_feed_create
@@ -86,7 +88,11 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
         "/api/v1/inr-readings/": a.readings[0].pk,
         "/api/v1/follow-ups/": a.follow_up.pk,
         "/api/v1/reminders/": a.reminder.pk,
-    }
+        "/api/v1/procedures/": procedure_record(
+            patient=a.patient, scheduled_on=a.episode.diagnosed_on + timedelta(days=7), kind="dental",
+            bleed_risk="low", agent="warfarin",
+        ).pk,
+    }  # fmt: skip
     known["/api/v1/calendar-feeds/"] = calendar_feed_create(user=user)[0].pk  # fuzzed DELETEs revoke this one
     _, feed_token = calendar_feed_create(user=user)  # and the .ics is read through this one
 

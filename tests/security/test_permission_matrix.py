@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -28,7 +28,12 @@ ROLES = list(Role)
 MODELS = matrix_models()
 
 #: Models the matrix names that have no admin page of their own: edited inline on their parent's page.
-INLINE_ONLY = {"patients.episoderiskfactor", "patients.deteriorationevent", "anticoag.plandecision"}
+INLINE_ONLY = {
+    "patients.episoderiskfactor",
+    "patients.deteriorationevent",
+    "anticoag.plandecision",
+    "anticoag.proceduredecision",
+}
 #: Where the admin is narrower than the matrix, on purpose (never wider): model → actions no role gets there.
 ADMIN_NEVER = {
     "anticoag.plan": {ADD},  # plans are computed from the episode, never typed in
@@ -96,6 +101,8 @@ def admin_object(clinic, label: str, user):
         )
     if label == "reporting.exportlog":
         return ExportLog.objects.create(user=user, dataset="patients", format="csv")
+    if label == "anticoag.procedure":
+        return a_procedure(clinic)
     return {
         "patients.clinic": clinic.clinic,
         "patients.patient": clinic.patient,
@@ -106,6 +113,21 @@ def admin_object(clinic, label: str, user):
         "scheduling.reminder": clinic.reminder,
         "reporting.calendarfeed": clinic.feed,
     }[label]
+
+
+def a_procedure(clinic):
+    """A procedure of the clinic's patient (one per clinic), a week after the episode's diagnosis."""
+    from anticoag.procedure_models import Procedure
+    from anticoag.procedure_services import procedure_record
+
+    existing = Procedure.objects.filter(patient=clinic.patient).first()
+    return existing or procedure_record(
+        patient=clinic.patient,
+        scheduled_on=clinic.episode.diagnosed_on + timedelta(days=7),
+        kind="dental",
+        bleed_risk="low",
+        agent="warfarin",
+    )
 
 
 def admin_url(label: str, view: str, *args) -> str:
@@ -165,6 +187,7 @@ API_COLLECTIONS = {
     "/api/v1/follow-ups/": "scheduling.followup",
     "/api/v1/reminders/": "scheduling.reminder",
     "/api/v1/calendar-feeds/": "reporting.calendarfeed",
+    "/api/v1/procedures/": "anticoag.procedure",
 }
 
 
@@ -177,6 +200,7 @@ def detail_id(clinic, label: str) -> int:
         "scheduling.followup": clinic.follow_up.pk,
         "scheduling.reminder": clinic.reminder.pk,
         "reporting.calendarfeed": clinic.feed.pk,
+        "anticoag.procedure": a_procedure(clinic).pk,
     }[label]
 
 
@@ -201,10 +225,20 @@ def api_writes(clinic):
         ("post", "/api/v1/calendar-feeds/", {"label": "x"}, "json", "reporting.calendarfeed", [ADD]),
         ("delete", f"/api/v1/calendar-feeds/{clinic.feed.pk}/", None, None, "reporting.calendarfeed", [DELETE]),
         ("get", "/api/v1/exports/patients.csv", None, None, "reporting.exportlog", [EXPORT]),
+        ("post", "/api/v1/procedures/", {}, "json", "anticoag.procedure", [ADD]),
+        (
+            "post",
+            f"/api/v1/procedures/{a_procedure(clinic).pk}/confirm/",
+            {},
+            "json",
+            "anticoag.proceduredecision",
+            [ADD],
+        ),
+        ("post", f"/api/v1/procedures/{a_procedure(clinic).pk}/status/", {}, "json", "anticoag.procedure", [CHANGE]),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(10))
 @pytest.mark.parametrize("role", ROLES)
 def test_api_writes_and_exports_follow_the_matrix(clinic, role: str, index: int) -> None:
     method, url, body, fmt, label, actions = api_writes(clinic)[index]

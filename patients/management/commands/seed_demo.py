@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from patients.choices import CreatinineUnit, Role, Sex
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
@@ -121,6 +122,8 @@ class Command(BaseCommand):
         with transaction.atomic():
             clinic, staff = self._clinic_and_staff()
             created = sum(self._patient(clinic, staff, number, case) for number, case in enumerate(CASES, start=1))
+            # Procedures (reference §8) live in anticoag, above this app: named, not imported at module level.
+            import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
         self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {len(CASES)} patients ({created} new)."))
         self.stdout.write(
             "Log in at /admin/ as any of: admin (administrator), clinician, nurse.ana, nurse.ben, reporting "
