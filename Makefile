@@ -1,5 +1,6 @@
 # Two commands: `make run` (the whole product on SQLite, demo data, no servers to install) and `make test`
-# (the suite against PostgreSQL and Redis). Everything they need is installed from requirements*.txt.
+# (the suite against PostgreSQL and Redis). `make run` installs requirements.txt only (the runtime); `make test`,
+# `make lint` and the other tool targets install requirements-dev.txt (runtime + test tools) on top.
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -11,7 +12,7 @@ ARGS   ?=
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/anticoag
 TEST_BROKER_URL   ?= redis://127.0.0.1:6379/14
 
-RUN_ENV  := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/anticoag.sqlite3 CELERY_BROKER_URL=filesystem:// \
+RUN_ENV  := DJANGO_DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/anticoag.sqlite3 CELERY_BROKER_URL=filesystem://localhost// \
             EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend EMAIL_FILE_PATH=$(CURDIR)/var/mail \
             SITE_URL=http://127.0.0.1:$(PORT)
 TEST_ENV := DJANGO_DEBUG=0 DJANGO_SECRET_KEY=test-only-not-a-secret DJANGO_ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
@@ -30,15 +31,21 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Two markers: the runtime packages (enough for `make run`) and the test tools on top of them.
+$(VENV)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $@
+	touch $(VENV)/.installed-runtime $@
 
 var:
 	mkdir -p var/mail var/broker/queue var/broker/control var/static
 
-run: $(VENV)/.installed var
+run: $(VENV)/.installed-runtime var
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	$(RUN_ENV) PORT=$(PORT) BIN=$(BIN) ./scripts/run-embedded.sh

@@ -217,6 +217,8 @@ def open_urgent_alerts(*, user, now: datetime | None = None, limit: int = LIST_L
     alerts = (
         scope_to_user_clinics(Reminder.objects.all(), user, "clinic")
         .filter(kind=ReminderKind.URGENT, created_at__gte=now - timedelta(days=URGENT_ALERT_DAYS))
+        # One row per event: the alert address's copy (the care team's copies of it have a recipient user).
+        .filter(recipient_user__isnull=True)
         .annotate(superseded=Exists(later_inr), has_open_item=Exists(open_item))
         .filter(Q(inr_reading__isnull=False, superseded=False) | Q(inr_reading__isnull=True, has_open_item=True))
         .select_related("clinic", "inr_reading__patient")

@@ -25,7 +25,10 @@ from .models import FollowUp, FollowUpStatus, Reminder, ReminderKind
 
 #: What an urgent alert says happened, by ``Reminder.reason``. Words only, never a value.
 URGENT_REASONS = {
-    "inr_critical": "critical INR reading recorded",
+    # Both INR alert levels (reference §4: above 9.0 or bleeding; 5.0-9.0) read the same: the reader opens
+    # the patient for the value and the advice.
+    "inr_critical": "critical INR result",
+    "inr_high": "critical INR result",
     "deterioration": "deterioration recorded, urgent imaging due",
     "renal_doac_contraindicated": "renal function result needs review",
 }

@@ -132,14 +132,23 @@ def _complete_open(items: Iterable[FollowUp], *, completed_on: date, note: str) 
 
 
 def _urgent_alert(
-    *, clinic: Clinic, key: str, reason: str, inr_reading: InrReading | None = None, follow_ups=()
+    *,
+    clinic: Clinic,
+    key: str,
+    reason: str,
+    inr_reading: InrReading | None = None,
+    follow_ups=(),
+    recipient: str = "",
+    recipient_user: Any = None,
 ) -> Any:
+    """One urgent e-mail, to ``recipient`` (default: the clinic's alert address)."""
     from .outbox import reminder_materialise  # the outbox imports tasks and e-mail code: keep this module light
 
     return reminder_materialise(
         clinic=clinic,
         kind=ReminderKind.URGENT,
-        recipient=clinic.alert_email,
+        recipient=recipient or clinic.alert_email,
+        recipient_user=recipient_user,
         key=key,
         inr_reading=inr_reading,
         follow_ups=follow_ups,
@@ -430,8 +439,8 @@ def inr_follow_up_sync(*, patient: Patient, readings: Iterable[InrReading] = ())
     is due on ``advice.next_test_on`` (window to ``next_test_latest_on``), keyed by the latest reading, so
     a later reading moves the schedule on and a re-save changes nothing. A date a clinician set with the
     dose (``next_inr_on``) is kept. Each critical reading among ``readings`` (reference §4: INR ≥ 5.0 or
-    bleeding; :func:`anticoag.monitoring.critical_inr_alert`) alerts the clinic's alert address now, once
-    per reading — unless it is an old result that a later reading supersedes (see
+    bleeding; :func:`anticoag.monitoring.critical_inr_alert`) alerts the clinic's alert address, the
+    patient's primary nurse and responsible clinician now, once per reading and recipient — unless it is an old result that a later reading supersedes (see
     :data:`CRITICAL_ALERT_MAX_AGE`).
     """
     patient = _lock_patient(patient)
@@ -467,10 +476,32 @@ def inr_follow_up_sync(*, patient: Patient, readings: Iterable[InrReading] = ())
             continue
         alert = monitoring.critical_inr_alert(float(reading.value), bleeding=reading.bleeding, policy=policy)
         if alert is not None:
-            _urgent_alert(
-                clinic=patient.clinic, key=f"urgent:inr:{reading.pk}", reason=alert["code"], inr_reading=reading
-            )
+            key = f"urgent:inr:{reading.pk}"
+            _urgent_alert(clinic=patient.clinic, key=key, reason=alert["code"], inr_reading=reading)
+            for user in _care_team(patient, besides=patient.clinic.alert_email):
+                _urgent_alert(
+                    clinic=patient.clinic,
+                    key=f"{key}:u{user.pk}",
+                    reason=alert["code"],
+                    inr_reading=reading,
+                    recipient=user.email,
+                    recipient_user=user,
+                )
     return item
+
+
+def _care_team(patient: Patient, *, besides: str) -> list[Any]:
+    """The patient's primary nurse and responsible clinician who can receive an alert: active, with an address,
+    each address once and not the clinic's alert address again (that one has its own row)."""
+    seen = {(besides or "").strip().lower()}
+    team = []
+    for user in (patient.primary_nurse, patient.responsible_clinician):
+        address = (getattr(user, "email", "") or "").strip()
+        if user is None or not user.is_active or not address or address.lower() in seen:
+            continue
+        seen.add(address.lower())
+        team.append(user)
+    return team
 
 
 @transaction.atomic
