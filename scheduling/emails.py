@@ -79,6 +79,15 @@ def digest_date(reminder: Reminder) -> date:
     return date.fromisoformat(reminder.idempotency_key.rsplit(":", 1)[1])
 
 
+def escalation_date_of(key: str) -> date | None:
+    """The local date of an escalation key ``escalation:{clinic}:{date}:{address}`` (``None`` for another shape)."""
+    parts = key.split(":")
+    try:
+        return date.fromisoformat(parts[2]) if len(parts) > 3 else None
+    except ValueError:  # a row of the former per-item shape
+        return None
+
+
 def _item(follow_up: FollowUp) -> dict:
     return {
         "mrn": follow_up.patient.mrn,
@@ -109,10 +118,12 @@ def _context(reminder: Reminder) -> dict:
             "count": sum(len(items) for items in sections.values()),
         }
     elif reminder.kind == ReminderKind.ESCALATION:
-        context |= {
-            "items": [_item(follow_up) for follow_up in follow_ups],
-            "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS,
-        }
+        day = escalation_date_of(reminder.idempotency_key)
+        items = [_item(follow_up) for follow_up in follow_ups]
+        if day is not None:
+            for item in items:
+                item["overdue_days"] = (day - item["due_on"]).days
+        context |= {"day": day, "items": items, "count": len(items), "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS}
     else:
         patient = None
         if reminder.inr_reading_id:

@@ -46,7 +46,7 @@ from patients.choices import Role
 from patients.models import Clinic
 
 from . import calendar
-from .emails import from_address, message_id_for, reminder_render
+from .emails import escalation_date_of, from_address, message_id_for, reminder_render
 from .models import (
     FollowUp,
     FollowUpStatus,
@@ -130,10 +130,12 @@ def digest_key(*, clinic_id: int, user_id: int, on: date) -> str:
     return f"digest:{clinic_id}:{user_id}:{on.isoformat()}"
 
 
-def escalation_key(*, follow_up_id: int, week: int, recipient: str) -> str:
-    key = f"escalation:{follow_up_id}:w{week}:{recipient.lower()}"
+def escalation_key(*, clinic_id: int, recipient: str, on: date) -> str:
+    """One escalation e-mail per recipient per clinic-local day: ``escalation:{clinic}:{date}:{address}``."""
+    address = recipient.strip().lower()
+    key = f"escalation:{clinic_id}:{on.isoformat()}:{address}"
     if len(key) > KEY_MAX_LENGTH:  # a very long address: keep the key unique, and within the column
-        key = f"escalation:{follow_up_id}:w{week}:sha256-{hashlib.sha256(recipient.lower().encode()).hexdigest()}"
+        key = f"escalation:{clinic_id}:{on.isoformat()}:sha256-{hashlib.sha256(address.encode()).hexdigest()}"
     return key
 
 
@@ -288,20 +290,47 @@ def _digest_rows(due: dict[int, date], now: datetime) -> list[tuple[Reminder, li
     ]
 
 
+#: An item stays in a recipient's escalation e-mails once a week while it is open.
+ESCALATION_REPEAT_DAYS = 7
+
+
+def _recently_escalated(due: dict[int, date], now: datetime) -> set[tuple[int, str]]:
+    """(item id, recipient address in lower case) escalated less than a week before each clinic's today.
+    One query, on the escalation rows of the last days only (the day itself comes from the key)."""
+    # Rows are stamped with the wall clock; ``now`` may be earlier (a sweep for a given time): take the earlier.
+    since = min(now, timezone.now()) - timedelta(days=ESCALATION_REPEAT_DAYS + 2)
+    Through = Reminder.follow_ups.through
+    recent: set[tuple[int, str]] = set()
+    for item_id, clinic_id, recipient, key in Through.objects.filter(
+        reminder__kind=ReminderKind.ESCALATION, reminder__clinic_id__in=due, reminder__created_at__gte=since
+    ).values_list("followup_id", "reminder__clinic_id", "reminder__recipient", "reminder__idempotency_key"):
+        on = escalation_date_of(key)
+        if on is not None and (due[clinic_id] - on).days < ESCALATION_REPEAT_DAYS:
+            recent.add((item_id, recipient.strip().lower()))
+    return recent
+
+
 def _escalation_rows(due: dict[int, date], now: datetime) -> list[tuple[Reminder, list[int]]]:
-    """Per open item overdue beyond the threshold: one e-mail per escalation week to the responsible
-    clinician (when active and with an address) and to the clinic's alert address."""
+    """One e-mail per recipient and clinic-local day listing the open items overdue beyond the threshold:
+    to each item's responsible clinician (when active and with an address) and to the clinic's alert address.
+
+    An item is listed when it first passes the threshold, then again every :data:`ESCALATION_REPEAT_DAYS`
+    days while it stays open (so a day the sweep did not run delays it by a day, never by a week). The key
+    (``escalation:{clinic}:{day}:{address}``) makes the day's e-mail exist once, however often the sweep runs.
+    """
     after_days = _setting("ANTICOAG_ESCALATE_AFTER_DAYS", 7)
     overdue = Q()
     for clinic_id, today in due.items():
         overdue |= Q(patient__clinic_id=clinic_id, due_on__lt=calendar.escalation_cutoff(today, after_days))
-    rows: list[tuple[Reminder, list[int]]] = []
-    for item_id, due_on, clinic_id, alert_email, clinician_id, clinician_email, clinician_active in (
+    recent = _recently_escalated(due, now)
+    # (clinic id, address in lower case) → [address, user id, item ids]
+    grouped: dict[tuple[int, str], list[Any]] = {}
+    for item_id, clinic_id, alert_email, clinician_id, clinician_email, clinician_active in (
         _open_items()
         .filter(overdue)
+        .order_by("due_on", "pk")
         .values_list(
             "pk",
-            "due_on",
             "patient__clinic_id",
             "patient__clinic__alert_email",
             "patient__responsible_clinician_id",
@@ -309,25 +338,31 @@ def _escalation_rows(due: dict[int, date], now: datetime) -> list[tuple[Reminder
             "patient__responsible_clinician__is_active",
         )
     ):
-        week = calendar.escalation_week(due_on, due[clinic_id], after_days)
-        if week < 1:
-            continue
-        recipients: dict[str, int | None] = {}
-        if clinician_id and clinician_active and clinician_email:
-            recipients[clinician_email.strip()] = clinician_id
-        if alert_email and alert_email.strip().lower() not in {r.lower() for r in recipients}:
-            recipients[alert_email.strip()] = None
-        for recipient, user_id in recipients.items():
-            reminder = Reminder(
+        recipients: dict[str, tuple[str, int | None]] = {}
+        if clinician_id and clinician_active and (clinician_email or "").strip():
+            recipients[clinician_email.strip().lower()] = (clinician_email.strip(), clinician_id)
+        if (alert_email or "").strip():
+            recipients.setdefault(alert_email.strip().lower(), (alert_email.strip(), None))
+        for lower, (address, user_id) in recipients.items():
+            if (item_id, lower) in recent:
+                continue
+            row = grouped.setdefault((clinic_id, lower), [address, user_id, []])
+            row[1] = row[1] or user_id
+            row[2].append(item_id)
+    return [
+        (
+            Reminder(
                 clinic_id=clinic_id,
                 kind=ReminderKind.ESCALATION,
-                recipient=recipient,
+                recipient=address,
                 recipient_user_id=user_id,
                 next_attempt_at=now,
-                idempotency_key=escalation_key(follow_up_id=item_id, week=week, recipient=recipient),
-            )
-            rows.append((reminder, [item_id]))
-    return rows
+                idempotency_key=escalation_key(clinic_id=clinic_id, recipient=address, on=due[clinic_id]),
+            ),
+            item_ids,
+        )
+        for (clinic_id, _), (address, user_id, item_ids) in grouped.items()
+    ]
 
 
 def _insert(rows: list[tuple[Reminder, list[int]]]) -> dict[str, int]:

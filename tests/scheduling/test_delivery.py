@@ -225,8 +225,8 @@ def test_two_sweeps_at_once_enqueue_and_send_each_reminder_once(celery_worker, s
 
     total = Reminder.objects.count()
     assert Reminder.objects.filter(kind=ReminderKind.DIGEST).count() == 6
-    assert Reminder.objects.filter(kind=ReminderKind.ESCALATION).count() == 4  # 2 items x (clinician, alerts)
-    assert claimed == total == 6 + 4 + 30  # each row enqueued by exactly one of the two sweeps
+    assert Reminder.objects.filter(kind=ReminderKind.ESCALATION).count() == 2  # (clinician, alerts), 2 items each
+    assert claimed == total == 6 + 2 + 30  # each row enqueued by exactly one of the two sweeps
     wait_for(all_sent, what="every reminder to be sent")
     assert_each_delivered_once(smtp_server)
     assert all(row.attempts == 1 for row in Reminder.objects.all())

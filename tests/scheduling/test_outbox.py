@@ -239,16 +239,17 @@ def test_an_overdue_item_escalates_once_a_week_to_the_clinician_and_the_alert_ad
     quiet = FollowUpFactory(patient=patient, due_on=due_on + timedelta(days=20))  # never overdue enough
 
     sent: list[str] = []
-    for day in range(23):  # overdue by 0 … 22 days; escalation weeks begin on days 8, 15 and 22
+    for day in range(23):  # overdue by 0 … 22 days; escalated on days 8, 15 and 22
         now = datetime.combine(due_on + timedelta(days=day), time(8), tzinfo=UTC)
         outbox.sweep(now=now)
+        outbox.sweep(now=now + timedelta(hours=3))  # a second sweep the same day adds nothing
         for reminder in Reminder.objects.filter(kind=ReminderKind.ESCALATION, status=ReminderStatus.PENDING):
             sent.append(outbox.reminder_send(reminder_id=reminder.pk, now=now))
 
     escalations = Reminder.objects.filter(kind=ReminderKind.ESCALATION)
     assert sorted(escalations.values_list("idempotency_key", flat=True)) == sorted(
-        f"escalation:{item.pk}:w{week}:{address}"
-        for week in (1, 2, 3)
+        f"escalation:{clinic.pk}:{(due_on + timedelta(days=day)).isoformat()}:{address}"
+        for day in (8, 15, 22)
         for address in (doctor.email, "alerts@clinic.invalid")
     )
     assert all(list(r.follow_ups.all()) == [item] for r in escalations)
@@ -256,10 +257,45 @@ def test_an_overdue_item_escalates_once_a_week_to_the_clinician_and_the_alert_ad
     assert sent == ["sent"] * 6
     per_recipient: dict[str, int] = {}
     for received in smtp_server.messages:
-        assert received.subject == "Escalation: overdue follow-up"
+        assert received.subject == "Escalation: overdue follow-ups"
         assert f"MRN {patient.mrn}" in received.text and "2026-06-01" in received.text
         per_recipient[received.rcpt_tos[0]] = per_recipient.get(received.rcpt_tos[0], 0) + 1
     assert per_recipient == {doctor.email: 3, "alerts@clinic.invalid": 3}
+
+
+@pytest.mark.django_db
+def test_a_days_escalations_are_one_email_per_recipient_listing_every_item(clinic, smtp_server):
+    # given 51 items overdue beyond the threshold, of patients with the same responsible clinician
+    doctor = clinician(clinic)
+    other_doctor = clinician(clinic)
+    items = [
+        FollowUpFactory(patient=PatientFactory(clinic=clinic, responsible_clinician=doctor), due_on=days(-10 - n % 20))
+        for n in range(50)
+    ]
+    theirs = FollowUpFactory(patient=PatientFactory(clinic=clinic, responsible_clinician=other_doctor), due_on=days(-9))
+
+    # when the day's sweeps run (twice) and everything is sent
+    first = outbox.sweep(now=NOW)
+    again = outbox.sweep(now=NOW + timedelta(hours=2))
+    for reminder in Reminder.objects.filter(kind=ReminderKind.ESCALATION):
+        assert outbox.reminder_send(reminder_id=reminder.pk, now=NOW) == "sent"
+
+    # then one e-mail per recipient: each clinician their patients' items, the alert address all of them
+    assert (first["escalations"], again["escalations"]) == (3, 0)
+    by_recipient = {r.recipient: r for r in Reminder.objects.filter(kind=ReminderKind.ESCALATION)}
+    assert set(by_recipient[doctor.email].follow_ups.all()) == set(items)
+    assert set(by_recipient[other_doctor.email].follow_ups.all()) == {theirs}
+    assert set(by_recipient["alerts@clinic.invalid"].follow_ups.all()) == {*items, theirs}
+    assert by_recipient[doctor.email].idempotency_key == f"escalation:{clinic.pk}:2026-06-10:{doctor.email.lower()}"
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+        [doctor.email, other_doctor.email, "alerts@clinic.invalid"]
+    )
+    [mail] = [m for m in smtp_server.messages if m.rcpt_tos == ["alerts@clinic.invalid"]]
+    assert mail.text.count("- MRN ") == 51
+    assert "These 51 follow-ups are overdue" in mail.text
+    assert "(9 days overdue)" in mail.text
+    for secret in [items[0].patient.family_name, items[0].patient.given_name]:
+        assert secret not in mail.text + mail.html + mail.subject
 
 
 @pytest.mark.django_db
@@ -269,10 +305,11 @@ def test_escalation_stops_when_the_item_is_done_and_honours_the_threshold(clinic
     item = FollowUpFactory(patient=patient, due_on=date(2026, 6, 1))
     outbox.sweep(now=datetime(2026, 6, 4, 8, tzinfo=UTC))  # 3 days overdue: not yet
     assert not Reminder.objects.filter(kind=ReminderKind.ESCALATION).exists()
-    outbox.sweep(now=datetime(2026, 6, 5, 8, tzinfo=UTC))  # 4 days: week 1
+    outbox.sweep(now=datetime(2026, 6, 5, 8, tzinfo=UTC))  # 4 days: escalated
     assert list(Reminder.objects.values_list("idempotency_key", flat=True)) == [
-        f"escalation:{item.pk}:w1:alerts@clinic.invalid"
+        f"escalation:{clinic.pk}:2026-06-05:alerts@clinic.invalid"
     ]
+    assert list(Reminder.objects.get().follow_ups.all()) == [item]
     item.status = FollowUpStatus.DONE
     item.save()
     outbox.sweep(now=datetime(2026, 6, 20, 8, tzinfo=UTC))
@@ -315,7 +352,8 @@ def test_the_sweeps_query_count_does_not_grow_with_the_data(django_assert_max_nu
     large, large_counts = measure("Large", nurses=6, patients_per_nurse=8, items_per_patient=4)
 
     assert small_counts["digests"] == 1 and large_counts["digests"] == 6
-    assert large_counts["escalations"] > small_counts["escalations"] > 0
+    # one escalation per recipient (the clinician and the alert address), however many items
+    assert large_counts["escalations"] == small_counts["escalations"] == 2
     assert large_counts["claimed"] > small_counts["claimed"] > 0
     assert large_counts["reclaimed"] == 6
     assert large == small
@@ -415,7 +453,7 @@ def test_send_delivers_once_with_a_deterministic_message_id_and_no_clinical_deta
     patient = urgent_inr.inr_reading.patient
     for body in (received.text, received.html):
         assert "MRN-4711" in body
-        assert "critical INR reading recorded" in body
+        assert "critical INR result" in body
         assert f"http://testserver/admin/patients/patient/{patient.pk}/change/" in body
         for secret in [*FORBIDDEN, "9.7", "9,7", "Zyxwvutsky", "Qwertina"]:
             assert secret not in body
