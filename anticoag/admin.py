@@ -14,12 +14,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from patients.admin import ClinicScopedAdmin, CvtEpisodeAdmin
 
+from .citations import cite_html
 from .models import Agent, Plan, PlanDecision
 from .services import plan_confirm
 
 
 def _source(item: dict) -> str:
-    return item.get("source") or ""
+    """The item's source as short citations, the full citation on hover (:mod:`anticoag.citations`)."""
+    return cite_html(item.get("source") or "")
 
 
 def render_proposal(proposal: dict) -> str:
@@ -44,13 +46,13 @@ def render_proposal(proposal: dict) -> str:
     acute = proposal.get("acute_phase") or {}
     rows.append(("Acute phase", f"{acute.get('agent', '').upper()}: {acute.get('message', '')}", _source(acute)))
     for option in proposal.get("oral_options", []):
-        if option["agent"] == "warfarin":
-            text = f"Warfarin, INR {option['inr_low']}–{option['inr_high']} (target {option['inr_target']})"
-        else:
-            text = f"{option['agent'].capitalize()} {option.get('dose_mg', '')} mg {option.get('frequency', '')}"
-            if option.get("eligible") is None:
-                text += " — eligibility unknown"
-        rows.append(("Oral option", f"{text}. {option.get('message', '')}", _source(option)))
+        # The rule's sentence says it all (agent, dose or INR range, eligibility); a summary only without one.
+        text = option.get("message") or ""
+        if not text and option["agent"] == "warfarin":
+            text = f"Warfarin, INR {option['inr_low']}–{option['inr_high']} (target {option['inr_target']})."
+        elif not text:
+            text = f"{option['agent'].capitalize()} {option.get('dose_mg', '')} mg {option.get('frequency', '')}."
+        rows.append(("Oral option", text, _source(option)))
     doac = proposal.get("doac_eligible") or {}
     eligible = {True: "yes", False: "no", None: "unknown"}[doac.get("eligible")]
     crcl = proposal.get("creatinine_clearance_ml_min")
@@ -80,6 +82,12 @@ class PlanInline(admin.StackedInline):
     fields = ["status", "proposal_table", "decision_history", "confirm_link"]
     readonly_fields = fields
 
+    def get_fields(self, request, obj=None):
+        # The way to confirm, only for those who may (a clinician); everyone else sees the plan as it is.
+        if request.user.has_perm("anticoag.add_plandecision"):
+            return self.fields
+        return [name for name in self.fields if name != "confirm_link"]
+
     @admin.display(description="Proposal")
     def proposal_table(self, plan: Plan) -> str:
         return render_proposal(plan.proposal)
@@ -105,7 +113,7 @@ class PlanInline(admin.StackedInline):
             ),
         )
 
-    @admin.display(description="")
+    @admin.display(description="Decision")
     def confirm_link(self, plan: Plan) -> str:
         url = reverse("admin:anticoag_plan_change", args=[plan.pk])
         return format_html('<a class="button" href="{}">Open plan: confirm or override</a>', url)
@@ -137,9 +145,13 @@ class ConfirmPlanForm(forms.Form):
 
     def __init__(self, *args, plan: Plan, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["acknowledged_warnings"].choices = [
-            (w["code"], f"{w['message']} ({w['source']})") for w in plan.warnings_to_acknowledge
-        ]
+        warnings = plan.warnings_to_acknowledge
+        if warnings:
+            self.fields["acknowledged_warnings"].choices = [
+                (w["code"], format_html("{} ({})", w["message"], cite_html(w["source"]))) for w in warnings
+            ]
+        else:  # nothing to acknowledge: no heading over an empty list
+            del self.fields["acknowledged_warnings"]
         options = [o["agent"] for o in plan.proposal.get("oral_options", [])]
         duration = plan.proposal["duration"]
         self.initial.setdefault("agent", options[0] if options else Agent.LMWH)
@@ -190,7 +202,10 @@ class PlanAdmin(ClinicScopedAdmin):
     def confirm_view(self, request: HttpRequest, plan_id: int):
         plan = get_object_or_404(self.get_queryset(request), pk=plan_id)
         if not request.user.has_perm("anticoag.add_plandecision"):
-            raise PermissionDenied
+            raise PermissionDenied(
+                "Only a clinician confirms or overrides a plan: the software proposes, a clinician decides. "
+                "The plan stays visible to you on its page and on the patient page."
+            )
         form = ConfirmPlanForm(request.POST or None, plan=plan)
         if request.method == "POST" and form.is_valid():
             try:
@@ -292,6 +307,7 @@ def render_inr_advice(advice: dict | None) -> str:
     rows += [
         (f"⚠ {a['severity']}", f"[{a['code']}] {a['message']}", a["source"] + _verify(a)) for a in advice["alerts"]
     ]
+    rows = [(item, text, cite_html(source)) for item, text, source in rows]
     body = format_html_join("", "<tr><th scope='row'>{}</th><td>{}</td><td><small>{}</small></td></tr>", rows)
     return format_html(
         "<table><thead><tr><th>Item</th><th>Advice</th><th>Source</th></tr></thead><tbody>{}</tbody></table>"
@@ -401,7 +417,7 @@ class InrReadingAdmin(ClinicScopedAdmin):
 
     def import_view(self, request: HttpRequest):
         if not self.has_add_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied("Your role does not allow importing INR readings.")
         form = InrImportForm(request.POST or None, request.FILES or None, user=request.user)
         errors: list[dict] = []
         if request.method == "POST" and form.is_valid():

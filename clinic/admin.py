@@ -145,7 +145,7 @@ class FollowUpAdmin(ClinicScopedAdmin):
     def my_work_view(self, request: HttpRequest) -> HttpResponseRedirect:
         """ "My work": the logged-in nurse's patients' items, overdue and due within 7 days, oldest first."""
         if not self.has_view_permission(request):
-            raise PermissionDenied
+            raise PermissionDenied("Your role does not include the follow-up lists.")
         query = urlencode({"mine": "1", "due": "due"})
         return HttpResponseRedirect(reverse("admin:scheduling_followup_changelist") + "?" + query)
 
@@ -292,7 +292,7 @@ class PatientPageAdmin(PatientAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(page_url + "#record-inr")
         if not request.user.has_perm("anticoag.add_inrreading"):
-            raise PermissionDenied
+            raise PermissionDenied("Your role does not allow recording an INR.")
         form, reading = views.record_inr(request=request, patient=patient)
         if reading is None:
             messages.error(request, "The INR was not recorded: see the form below.")
@@ -314,7 +314,7 @@ class PatientPageAdmin(PatientAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(page_url + "#open-follow-ups")
         if not request.user.has_perm("scheduling.change_followup"):
-            raise PermissionDenied
+            raise PermissionDenied("Your role does not allow recording follow-up results.")
         form, created = views.complete_follow_up(request=request, item=item, today=clinic_today(patient.clinic))
         if created is None:
             messages.error(request, f"{item.get_kind_display()} was not marked done: see the form below.")

@@ -201,7 +201,9 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # CELERY_BROKER_URL: redis://host:6379/0 in production; "filesystem://localhost//" for the embedded
 # default (with a host, so kombu does not warn that none was supplied), which
 # keeps its queue as files under var/broker (no server to install).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//" if DEBUG else "", required_in_production=True)
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL", "filesystem://localhost//" if DEBUG else "", required_in_production=True
+)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"

@@ -5,12 +5,18 @@ from django.urls import include, path
 
 from config.health import healthz
 from config.metrics import metrics
+from config.views import favicon, home
 
 admin.site.site_header = "CVT anticoagulation clinic"
 admin.site.site_title = "CVT clinic"
 admin.site.index_title = "Clinic"
 
+#: A refused action is a page in the admin's style that says why (config.views).
+handler403 = "config.views.permission_denied"
+
 urlpatterns = [
+    path("", home, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),

@@ -123,7 +123,12 @@ def _context(reminder: Reminder) -> dict:
         if day is not None:
             for item in items:
                 item["overdue_days"] = (day - item["due_on"]).days
-        context |= {"day": day, "items": items, "count": len(items), "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS}
+        context |= {
+            "day": day,
+            "items": items,
+            "count": len(items),
+            "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS,
+        }
     else:
         patient = None
         if reminder.inr_reading_id:

@@ -13,4 +13,4 @@ register = template.Library()
 def clinic_dashboard(context) -> dict:
     """The dashboard of the logged-in user's clinics, above the admin's list of models."""
     request = context["request"]
-    return {"dashboard": clinic_dashboard_data(user=request.user), "request": request}
+    return {"dashboard": clinic_dashboard_data(user=request.user), "request": request, "perms": context.get("perms")}

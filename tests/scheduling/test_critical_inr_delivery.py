@@ -62,7 +62,10 @@ def test_a_critical_inr_also_alerts_the_primary_nurse_and_the_responsible_clinic
     patient = PatientFactory(clinic=clinic, mrn="INR-10", primary_nurse=carer, responsible_clinician=doctor)
     # when an INR of 5.6 (no bleeding: the 5.0-9.0 level) is recorded and two sweeps run
     inr_reading_record(
-        patient=patient, drawn_at=timezone.now() - timedelta(hours=1), value=Decimal("5.6"), source=InrSource.POINT_OF_CARE
+        patient=patient,
+        drawn_at=timezone.now() - timedelta(hours=1),
+        value=Decimal("5.6"),
+        source=InrSource.POINT_OF_CARE,
     )
     outbox.sweep()
     outbox.sweep()
