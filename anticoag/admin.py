@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from patients.admin import ClinicScopedAdmin, CvtEpisodeAdmin
+from patients.clinic_time import RecordTimeZoneAdminMixin, aware_in_clinic_zone, clinic_datetime
 
 from .citations import cite_html
 from .models import Agent, Plan, PlanDecision
@@ -160,11 +161,11 @@ class ConfirmPlanForm(forms.Form):
 
 
 @admin.register(Plan)
-class PlanAdmin(ClinicScopedAdmin):
+class PlanAdmin(RecordTimeZoneAdminMixin, ClinicScopedAdmin):
     clinic_path = "episode__patient__clinic"
-    list_display = ["episode", "category_display", "status", "rules_version", "computed_at"]
+    list_display = ["episode", "category_display", "status", "rules_version", "computed_at_local"]
     list_filter = ["status", "episode__patient__clinic"]
-    list_select_related = ["episode__patient"]
+    list_select_related = ["episode__patient__clinic"]
     mrn_search_path = "episode__patient__mrn"
     search_fields = ["=episode__patient__mrn"]
     show_full_result_count = False
@@ -175,6 +176,10 @@ class PlanAdmin(ClinicScopedAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # plans are computed from episodes, never typed in
+
+    @admin.display(description="Computed at (clinic time)", ordering="computed_at")
+    def computed_at_local(self, plan: Plan) -> str:
+        return clinic_datetime(plan.computed_at, plan.episode.patient.clinic)
 
     @admin.display(description="Category")
     def category_display(self, plan: Plan) -> str:
@@ -361,12 +366,28 @@ class InrImportForm(forms.Form):
             self.initial.setdefault("clinic", self.fields["clinic"].queryset.get())
 
 
+class InrReadingForm(forms.ModelForm):
+    """The typed "drawn at" is the wall clock of the patient's clinic, whatever zone the page was in."""
+
+    class Meta:
+        model = InrReading
+        fields = ["patient", "drawn_at", "value", "source", "bleeding", "note"]
+
+    def clean(self):
+        cleaned = super().clean()
+        patient = cleaned.get("patient")
+        if patient is not None and cleaned.get("drawn_at") is not None:
+            cleaned["drawn_at"] = aware_in_clinic_zone(cleaned["drawn_at"], patient.clinic)
+        return cleaned
+
+
 @admin.register(InrReading)
-class InrReadingAdmin(ClinicScopedAdmin):
+class InrReadingAdmin(RecordTimeZoneAdminMixin, ClinicScopedAdmin):
     clinic_path = "patient__clinic"
-    list_display = ["patient", "drawn_at", "inr_display", "bleeding", "source", "entered_by"]
+    form = InrReadingForm
+    list_display = ["patient", "drawn_at_local", "inr_display", "bleeding", "source", "entered_by"]
     list_filter = ["patient__clinic", InrRangeFilter, "bleeding", "source"]
-    list_select_related = ["patient", "entered_by"]
+    list_select_related = ["patient__clinic", "entered_by"]
     mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn"]
     search_help_text = "Exact MRN."
@@ -377,6 +398,10 @@ class InrReadingAdmin(ClinicScopedAdmin):
     fields = ["patient", "drawn_at", "value", "source", "bleeding", "note", "entered_by", "created_at", "advice"]
     readonly_fields = ["entered_by", "created_at", "advice"]
     change_list_template = "admin/anticoag/inrreading/change_list.html"
+
+    @admin.display(description="Drawn at (clinic time)", ordering="drawn_at")
+    def drawn_at_local(self, reading: InrReading) -> str:
+        return clinic_datetime(reading.drawn_at, reading.patient.clinic)
 
     @admin.display(description="INR", ordering="value")
     def inr_display(self, reading: InrReading) -> str:

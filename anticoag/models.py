@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from patients.clinic_time import clinic_datetime
 from patients.models import CvtEpisode, Patient
 
 
@@ -161,7 +162,9 @@ class InrReading(models.Model):
         indexes = [models.Index(fields=["patient", "drawn_at"], name="inr_patient_drawn_idx")]
 
     def __str__(self) -> str:
-        return f"INR of {self.drawn_at:%Y-%m-%d %H:%M}"
+        # In the patient's clinic's zone, named: the title of the reading's page and of its history.
+        clinic = self.patient.clinic if self.patient_id else None
+        return f"INR of {clinic_datetime(self.drawn_at, clinic)}"
 
     def clean(self) -> None:
         super().clean()

@@ -29,6 +29,7 @@ from django.utils.http import urlencode
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
 from patients.admin import ClinicScopedAdmin, PatientAdmin
+from patients.clinic_time import RecordTimeZoneAdminMixin, clinic_datetime
 from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
@@ -151,10 +152,10 @@ class FollowUpAdmin(ClinicScopedAdmin):
 
 
 @admin.register(Reminder)
-class ReminderAdmin(ClinicScopedAdmin):
+class ReminderAdmin(RecordTimeZoneAdminMixin, ClinicScopedAdmin):
     """The outbox. Rows are written by the sweep and the send task; staff only look, and resend."""
 
-    list_display = ["idempotency_key", "kind", "recipient", "status", "attempts", "next_attempt_at", "sent_at"]
+    list_display = ["idempotency_key", "kind", "recipient", "status", "attempts", "next_attempt_local", "sent_local"]
     list_filter = ["status", "kind", ("clinic", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["recipient"]
     search_help_text = "Recipient address (or part of it)."
@@ -184,6 +185,14 @@ class ReminderAdmin(ClinicScopedAdmin):
         "updated_at",
     ]
     readonly_fields = fields
+
+    @admin.display(description="Next attempt (clinic time)", ordering="next_attempt_at")
+    def next_attempt_local(self, reminder: Reminder) -> str:
+        return clinic_datetime(reminder.next_attempt_at, reminder.clinic)
+
+    @admin.display(description="Sent (clinic time)", ordering="sent_at")
+    def sent_local(self, reminder: Reminder) -> str:
+        return clinic_datetime(reminder.sent_at, reminder.clinic)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import hmac
 import json
+import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -90,6 +91,8 @@ def age_band(born: date | None, on: date | None) -> str | None:
 #: Kinds of column value: written as is, free text (guarded against spreadsheet formulas in CSV), a list
 #: (JSON array in NDJSON, ";"-joined in CSV) or a ";"-joined string from the database (same).
 VALUE, TEXT, LIST, JOINED = "value", "text", "list", "joined"
+#: A datetime shown in its clinic's zone: paths (the datetime, the clinic's zone name); see in_clinic_time.
+LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,29 @@ class Dataset:
         return self.annotate(self.selector(user=user).prefetch_related(None))
 
     def columns_for(self, *, pseudonymised: bool) -> tuple[Column, ...]:
-        return self.research_columns if pseudonymised else self.columns
+        return in_clinic_time(self.research_columns if pseudonymised else self.columns)
+
+
+def _local(context: ExportContext, value: datetime | None, zone_name: str) -> datetime | None:
+    return None if value is None else value.astimezone(zoneinfo.ZoneInfo(zone_name))
+
+
+def in_clinic_time(columns: tuple[Column, ...]) -> tuple[Column, ...]:
+    """Times as the clinic reads them: every ``…_at`` column (the datetimes; dates are ``…_on``) in the
+    record's clinic's zone with its UTC offset (``2026-11-27T00:00:00+01:00``), and a ``time_zone`` column
+    (the clinic's IANA zone) after ``clinic_id``, so the file says which zone its times are in."""
+    clinic = next((column for column in columns if column.name == "clinic_id"), None)
+    if clinic is None or len(clinic.paths) != 1:
+        return columns
+    zone_path = clinic.paths[0].removesuffix("_id") + "__time_zone"
+    result: list[Column] = []
+    for column in columns:
+        if column.name.endswith("_at") and column.kind == VALUE and column.compute is None and len(column.paths) == 1:
+            column = Column(column.name, (column.paths[0], zone_path), _local, LOCAL)
+        result.append(column)
+        if column is clinic:
+            result.append(Column("time_zone", (zone_path,)))
+    return tuple(result)
 
 
 DATASETS: dict[str, Dataset] = {
@@ -491,18 +516,41 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     return None
 
 
+def _sql_local_cell(x: str, zone: str) -> str:
+    """SQL text of a datetime in the zone named by the column ``zone``, as ``datetime.isoformat()`` writes an
+    aware datetime there (``2026-11-27T00:00:00+01:00``): the wall clock, then its offset from UTC."""
+    wall = f"({x} AT TIME ZONE {zone})"
+    offset = f"({wall} - ({x} AT TIME ZONE 'UTC'))"
+    return (
+        f"to_char({wall}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {x}) = {x} THEN '' "
+        f"ELSE to_char({wall}, '.US') END || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || "
+        f"to_char(CASE WHEN {offset} < interval '0' THEN -{offset} ELSE {offset} END, 'HH24:MI')"
+    )
+
+
 def copy_sql(queryset: QuerySet, columns: Sequence[Column]) -> str | None:
     """``COPY (…) TO STDOUT`` of the CSV rows of ``queryset`` in id order, on PostgreSQL, when every column is
     a stored value or free text (no computed, list or joined column); otherwise None (rows go through Python)."""
     if connection.vendor != "postgresql":
         return None
-    if any(c.compute is not None or c.kind not in (VALUE, TEXT) or len(c.paths) != 1 for c in columns):
+
+    def plain(c: Column) -> bool:
+        return c.compute is None and c.kind in (VALUE, TEXT) and len(c.paths) == 1
+
+    if any(not plain(c) and not (c.kind == LOCAL and len(c.paths) == 2) for c in columns):
         return None
-    aliases = {f"c{i}": F(column.paths[0]) for i, column in enumerate(columns)}
+    aliases: dict[str, F] = {}
+    for i, column in enumerate(columns):
+        aliases[f"c{i}"] = F(column.paths[0])
+        if column.kind == LOCAL:
+            aliases[f"z{i}"] = F(column.paths[1])
     rows = queryset.order_by("pk").values(**aliases)
     cells = []
-    for alias, column in zip(aliases, columns, strict=True):
-        cell = _sql_cell(alias, rows.query.annotations[alias].output_field, column.kind)
+    for i, column in enumerate(columns):
+        if column.kind == LOCAL:
+            cell = _sql_local_cell(f'q."c{i}"', f'q."z{i}"')
+        else:
+            cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind)
         if cell is None:
             return None
         cells.append(cell)

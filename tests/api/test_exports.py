@@ -9,6 +9,7 @@ import io
 import json
 from datetime import date, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -53,7 +54,9 @@ def test_an_inr_export_has_exact_values_in_id_order(a):
     assert [row["id"] for row in rows] == sorted(reading.pk for reading in a.readings)
     assert [row["value"] for row in rows] == ["1.80", "2.40"]
     assert rows[0]["mrn"] == "MRN-A" and rows[0]["bleeding"] is False
-    assert rows[0]["drawn_at"] == a.readings[0].drawn_at.isoformat()
+    # in the clinic's zone, with its offset, and the file names the zone
+    zone = ZoneInfo(rows[0]["time_zone"])
+    assert rows[0]["drawn_at"] == a.readings[0].drawn_at.astimezone(zone).isoformat()
 
 
 def test_the_list_filters_apply_to_exports(a):
