@@ -18,9 +18,10 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -35,10 +36,11 @@ from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, 
 
 from . import dashboard, views
 from .procedure_page import procedure_patient_page_context
+from .work_list import clinician_work
 
 
 class MineFilter(admin.SimpleListFilter):
-    """ "My patients": items of the patients whose primary nurse is the logged-in user."""
+    """ "My patients": items of the patients whose primary nurse or responsible clinician is the logged-in user."""
 
     title = "whose patients"
     parameter_name = "mine"
@@ -47,8 +49,9 @@ class MineFilter(admin.SimpleListFilter):
         return [("1", "My patients")]
 
     def queryset(self, request, queryset):
-        if self.value() == "1":
-            return queryset.filter(patient__primary_nurse=request.user)
+        if self.value() == "1":  # a nurse's patients, or a clinician's (they are responsible for them)
+            user = request.user
+            return queryset.filter(Q(patient__primary_nurse=user) | Q(patient__responsible_clinician=user))
         return queryset
 
 
@@ -143,12 +146,23 @@ class FollowUpAdmin(ClinicScopedAdmin):
         view = self.admin_site.admin_view(self.my_work_view)
         return [path("my-work/", view, name="scheduling_followup_my_work"), *super().get_urls()]
 
-    def my_work_view(self, request: HttpRequest) -> HttpResponseRedirect:
-        """ "My work": the logged-in nurse's patients' items, overdue and due within 7 days, oldest first."""
+    def my_work_view(self, request: HttpRequest):
+        """ "My work". A nurse: her patients' items, overdue and due within 7 days, oldest first (the list).
+        A clinician (who confirms plans): plans to confirm or review and their patients' escalated items."""
         if not self.has_view_permission(request):
             raise PermissionDenied("Your role does not include the follow-up lists.")
         query = urlencode({"mine": "1", "due": "due"})
-        return HttpResponseRedirect(reverse("admin:scheduling_followup_changelist") + "?" + query)
+        list_url = reverse("admin:scheduling_followup_changelist") + "?" + query
+        if not request.user.has_perm("anticoag.add_plandecision"):
+            return HttpResponseRedirect(list_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "My work",
+            "opts": self.model._meta,
+            "work": clinician_work(user=request.user),
+            "list_url": list_url,
+        }
+        return TemplateResponse(request, "admin/scheduling/followup/my_work_clinician.html", context)
 
 
 @admin.register(Reminder)

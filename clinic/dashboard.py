@@ -471,6 +471,9 @@ def patient_page(*, patient: Patient) -> dict[str, Any]:
         points.append(
             {
                 "x": int(reading.drawn_at.timestamp() * 1000),
+                # The clinic's wall clock (no offset): the chart places it on the browser's calendar as is, so
+                # a reading sits on its clinic day whatever the zone of the computer showing the page.
+                "t": f"{local:%Y-%m-%dT%H:%M:%S}",
                 "y": float(reading.value),
                 "position": position,
                 "label": f"{local:%Y-%m-%d %H:%M}: INR {inr_shown(reading.value)} ({words})"
@@ -481,6 +484,7 @@ def patient_page(*, patient: Patient) -> dict[str, Any]:
     markers = [
         {
             "x": int(datetime.combine(dose.starts_on, datetime.min.time(), tzinfo=zone).timestamp() * 1000),
+            "t": f"{dose.starts_on.isoformat()}T00:00:00",
             "label": f"{dose.starts_on.isoformat()}: {what}",
         }
         for dose, what in changes

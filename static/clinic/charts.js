@@ -1,4 +1,5 @@
-/* Charts of the staff pages (issue #7), drawn with the vendored Chart.js (static/vendor/chartjs/).
+/* Charts of the staff pages (issue #7), drawn with the vendored Chart.js (static/vendor/chartjs/) and, for
+ * the INR chart's time scale, its vendored date adapter (static/vendor/chartjs-adapter-date-fns/).
  * Data come from <script type="application/json"> blocks written by Django's json_script.
  * Every chart has a text alternative on the page (aria-label and a table or the timeline). */
 (function () {
@@ -11,10 +12,17 @@
     return element ? JSON.parse(element.textContent) : null;
   }
 
-  function isoDay(ms) {
+  var DAY = 86400000;
+
+  /* "2026-11-27T05:30:00", the clinic's wall clock, as a time on this browser's calendar (a string without an
+   * offset is local time): ticks fall on midnights, so each reading sits on its clinic day. */
+  function wallClock(text) {
+    return new Date(text).getTime();
+  }
+
+  function startOfDay(ms) {
     var d = new Date(ms);
-    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
   }
 
   /* The target band (shaded) and the dose changes (dashed vertical lines), drawn under the data. */
@@ -47,8 +55,10 @@
     var data = jsonData("inr-chart-data");
     var canvas = document.getElementById("inr-chart");
     if (!data || !canvas || !window.Chart) { return; }
-    var points = data.points;
-    var top = Math.max(4.5, Math.max.apply(null, points.map(function (p) { return p.y; })) + 0.5);
+    var points = data.points.map(function (p) { return Object.assign({}, p, { x: wallClock(p.t) }); });
+    var doses = data.doses.map(function (d) { return Object.assign({}, d, { x: wallClock(d.t) }); });
+    /* The y axis in half-INR steps up to the next half above the highest reading (4.5 at least). */
+    var top = Math.max(4.5, Math.ceil((Math.max.apply(null, points.map(function (p) { return p.y; })) + 0.3) * 2) / 2);
     var style = function (ctx) {
       var p = points[ctx.dataIndex];
       return p && p.position !== "in" ? "triangle" : "circle";
@@ -58,7 +68,7 @@
       if (!p) { return OK; }
       return p.position === "above" ? DANGER : (p.position === "below" ? BELOW : OK);
     };
-    var xs = points.map(function (p) { return p.x; }).concat(data.doses.map(function (d) { return d.x; }));
+    var xs = points.map(function (p) { return p.x; }).concat(doses.map(function (d) { return d.x; }));
     new window.Chart(canvas, {
       type: "line",
       data: {
@@ -79,7 +89,7 @@
           {
             label: "Dose change",
             type: "scatter",
-            data: data.doses.map(function (d) { return { x: d.x, y: top - 0.2, label: d.label }; }),
+            data: doses.map(function (d) { return { x: d.x, y: top - 0.25, label: d.label }; }),
             parsing: false,
             pointStyle: "rectRot",
             pointRadius: 6,
@@ -94,16 +104,27 @@
         maintainAspectRatio: false,
         scales: {
           x: {
-            type: "linear",
-            min: Math.min.apply(null, xs) - 86400000 * 3,
-            max: Math.max.apply(null, xs) + 86400000 * 3,
-            ticks: { callback: function (value) { return isoDay(value); }, maxRotation: 0, autoSkipPadding: 20 },
-            title: { display: true, text: "Date drawn" }
+            type: "time",
+            min: startOfDay(Math.min.apply(null, xs)) - DAY,
+            max: startOfDay(Math.max.apply(null, xs)) + 2 * DAY,
+            time: {
+              minUnit: "day",
+              isoWeekday: true,
+              displayFormats: { day: "yyyy-MM-dd", week: "yyyy-MM-dd", month: "MMM yyyy", quarter: "MMM yyyy" },
+              tooltipFormat: "yyyy-MM-dd HH:mm"
+            },
+            ticks: { source: "auto", maxRotation: 0, autoSkipPadding: 16 },
+            title: { display: true, text: "Date drawn (clinic time)" }
           },
-          y: { min: 0.5, max: top, title: { display: true, text: "INR" } }
+          y: {
+            min: 0.5,
+            max: top,
+            ticks: { stepSize: 0.5, callback: function (value) { return Number(value).toFixed(1); } },
+            title: { display: true, text: "INR" }
+          }
         },
         plugins: {
-          clinicBandAndDoses: { band: data.band, doses: data.doses },
+          clinicBandAndDoses: { band: data.band, doses: doses },
           legend: { labels: { usePointStyle: true } },
           tooltip: { callbacks: { label: function (ctx) { return ctx.raw.label; } } }
         }

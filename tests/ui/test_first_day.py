@@ -115,3 +115,41 @@ def test_the_plan_says_each_option_once_with_readable_sources_and_no_empty_headi
     episode_page = client.get(reverse("admin:patients_cvtepisode_change", args=[plan.episode_id])).content.decode()
     assert "<label>:</label>" not in episode_page
     assert "<label>Decision:</label>" in episode_page
+
+
+# --- 4. a clinician's "My work" -------------------------------------------------------------------------------
+
+
+def test_a_clinicians_my_work_lists_plans_to_confirm_and_their_escalated_items(client, clinic, ana, cole, plan):
+    from scheduling.models import FollowUp, FollowUpKind
+    from tests.scheduling.factories import FollowUpFactory
+
+    # given Cole's patient with a plan to confirm (fixture) and an item 12 days overdue, one 3 days overdue,
+    # and another clinician's patient with an item 30 days overdue
+    today = timezone.localdate()
+    FollowUp.objects.filter(patient=plan.episode.patient).delete()
+    late = FollowUpFactory(patient=plan.episode.patient, due_on=today - timedelta(days=12), kind=FollowUpKind.INR_TEST)
+    FollowUpFactory(patient=plan.episode.patient, due_on=today - timedelta(days=3))
+    other = UserFactory(username="dora", role=Role.CLINICIAN, clinics=[clinic])
+    theirs = PatientFactory(clinic=clinic, mrn="RN-2", responsible_clinician=other)
+    FollowUpFactory(patient=theirs, due_on=today - timedelta(days=30))
+    client.force_login(cole)
+
+    answer = client.get(reverse("admin:scheduling_followup_my_work"))
+
+    html = answer.content.decode()
+    assert answer.status_code == 200 and "no-store" in answer["Cache-Control"]
+    assert "Plans to confirm or review (1)" in html and "RN-1" in html
+    assert reverse("admin:anticoag_plan_confirm", args=[plan.pk]) in html
+    assert "overdue by more than 7 days (1)" in html
+    assert reverse("admin:scheduling_followup_change", args=[late.pk]) in html and "Overdue by 12 days" in html
+    assert "RN-2" not in html
+    # the work list's "My patients" is the clinician's patients too
+    listing = client.get(reverse("admin:scheduling_followup_changelist") + "?mine=1").content.decode()
+    assert "RN-1" in listing and "RN-2" not in listing
+
+
+def test_a_nurses_my_work_is_still_her_work_list(client, ana):
+    client.force_login(ana)
+    answer = client.get(reverse("admin:scheduling_followup_my_work"))
+    assert answer.status_code == 302 and "mine=1" in answer["Location"]
