@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 
 from patients.choices import CreatinineUnit, Role, Sex
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
+from scheduling.demo import demo_history_seed
 
 DEMO_PASSWORD = "demo-clinic-2026"
 CLINIC_NAME = "Demo CVT Clinic"
@@ -32,7 +33,11 @@ STAFF = [
     ("reporting", "Rita", "Sousa", Role.REPORTING),
 ]
 
-GIVEN = ["Alma", "Bruno", "Chloé", "Dario", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
+#: Given names by sex, so that a pregnant patient has a woman's name.
+GIVEN = {
+    Sex.FEMALE: ["Alma", "Chloé", "Elif", "Greta", "Ines", "Mira", "Sofia", "Lena", "Nora", "Maud"],
+    Sex.MALE: ["Bruno", "Dario", "Farid", "Hugo", "Jonas", "Luca", "Omar", "Tomas", "Emil", "Pavel"],
+}
 FAMILY = ["Amsel", "Brandt", "Costa", "Duval", "Eklund", "Fontaine", "Gallo", "Hartmann"]
 
 
@@ -122,9 +127,15 @@ class Command(BaseCommand):
         with transaction.atomic():
             clinic, staff = self._clinic_and_staff()
             created = sum(self._patient(clinic, staff, number, case) for number, case in enumerate(CASES, start=1))
+            history = demo_history_seed(clinic=clinic, staff=staff)
             # Procedures (reference §8) live in anticoag, above this app: named, not imported at module level.
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
         self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {len(CASES)} patients ({created} new)."))
+        if history:
+            self.stdout.write(
+                f"History: {history['decisions']} plans confirmed, {history['readings']} INR readings, "
+                f"{history['done']} past follow-ups done, {history['today']} booked for today."
+            )
         self.stdout.write(
             "Log in at /admin/ as any of: admin (administrator), clinician, nurse.ana, nurse.ben, reporting "
             f"- password: {DEMO_PASSWORD}"
@@ -170,7 +181,7 @@ class Command(BaseCommand):
         patient = Patient(
             clinic=clinic,
             mrn=mrn,
-            given_name=GIVEN[number % len(GIVEN)],
+            given_name=GIVEN[case.sex][number % len(GIVEN[case.sex])],
             family_name=FAMILY[number % len(FAMILY)],
             date_of_birth=date(today.year - case.age, 1 + number % 12, 1 + number % 27),
             sex=case.sex,
