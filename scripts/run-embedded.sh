@@ -14,7 +14,7 @@ trap stop INT TERM EXIT
 # The embedded run is a local demo, often in a container as root. Celery warns about root because a pickle
 # payload would run code as root; this app accepts JSON only (CELERY_ACCEPT_CONTENT), so the warning does not
 # apply here, and a production deployment runs its worker as an unprivileged user (Dockerfile).
-export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore::celery.exceptions.SecurityWarning"
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:You're running the worker with superuser privileges"
 
 # Both queues (urgent alerts and the rest) in one worker: make run is a one-machine trial.
 "$BIN/celery" -A config worker -Q urgent,celery --loglevel=INFO --concurrency=2 &
