@@ -33,7 +33,7 @@ from .work_list import follow_up_reschedule
 #: Patients (by position in MRN order) whose plan is left for the clinician to confirm.
 UNCONFIRMED = {3, 16, 27, 36}
 #: Warfarin patients (by position) whose INRs stopped 60-80 days ago: lost to follow-up (reference §6: > 56 days).
-LOST = {6, 21}
+LOST = {6, 20}
 #: The warfarin patient (by position) with a critical INR this week (5.0-9.0, no bleeding: alert, hold, retest).
 CRITICAL = 8
 #: Items done this many days or more before today count as the past; younger ones stay open (overdue or due).
