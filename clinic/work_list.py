@@ -77,7 +77,6 @@ def clinician_work(*, user, limit: int = 100) -> dict:
 
     from anticoag.models import Plan, PlanStatus
     from patients.scoping import scope_to_user_clinics
-
     from scheduling import calendar
 
     from .dashboard import clinic_days, overdue_text, user_clinics

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from clinic.demo import demo_history_seed
 from patients.choices import CreatinineUnit, Role, Sex
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
-from scheduling.demo import demo_history_seed
 
 DEMO_PASSWORD = "demo-clinic-2026"
 CLINIC_NAME = "Demo CVT Clinic"

@@ -25,9 +25,9 @@ from anticoag.inr import clinic_today, clinic_zone, dose_record, inr_readings_re
 from anticoag.models import Agent, InrReading, InrSource, PlanDecision
 from anticoag.services import plan_confirm
 from patients.models import Clinic, Patient
+from scheduling.follow_ups import IMAGING_KINDS, follow_up_complete
+from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization
 
-from .follow_ups import IMAGING_KINDS, follow_up_complete
-from .models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization
 from .work_list import follow_up_reschedule
 
 #: Patients (by position in MRN order) whose plan is left for the clinician to confirm.
