@@ -119,7 +119,7 @@
           y: {
             min: 0.5,
             max: top,
-            ticks: { stepSize: 0.5, callback: function (value) { return Number(value).toFixed(1); } },
+            ticks: { stepSize: 0.5, autoSkip: false, callback: function (value) { return Number(value).toFixed(1); } },
             title: { display: true, text: "INR" }
           }
         },
