@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 
 #: Said when a refusal carries no reason of its own.
@@ -27,6 +28,11 @@ def favicon(request: HttpRequest) -> FileResponse:
     )
 
 
+def _same_site(request: HttpRequest, url: str) -> str:
+    """``url`` when it points back into this site (a "back" link never leads elsewhere, nor to ``javascript:``)."""
+    return url if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()) else ""
+
+
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """A refused action (``PermissionDenied``): a page in the admin's style that says why and where to go."""
     reason = str(exception) if isinstance(exception, PermissionDenied) and str(exception) else DEFAULT_REFUSAL
@@ -34,7 +40,7 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
         **admin.site.each_context(request),
         "title": "Not allowed",
         "reason": reason,
-        "back": request.META.get("HTTP_REFERER", ""),
+        "back": _same_site(request, request.META.get("HTTP_REFERER", "")),
     }
     response = TemplateResponse(request, "403.html", context, status=403)
     response.render()

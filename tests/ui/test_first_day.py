@@ -153,3 +153,12 @@ def test_a_nurses_my_work_is_still_her_work_list(client, ana):
     client.force_login(ana)
     answer = client.get(reverse("admin:scheduling_followup_my_work"))
     assert answer.status_code == 302 and "mine=1" in answer["Location"]
+
+
+def test_the_refusal_pages_back_link_stays_on_the_site(client, ana, plan):
+    client.force_login(ana)
+    url = reverse("admin:anticoag_plan_confirm", args=[plan.pk])
+    here = "http://testserver" + reverse("admin:index")
+    assert f'href="{here}"' in client.get(url, HTTP_REFERER=here).content.decode()
+    html = client.get(url, HTTP_REFERER="javascript:alert(1)").content.decode()
+    assert "javascript:" not in html and "Back to the previous page" not in html
