@@ -516,11 +516,10 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     return None
 
 
-def _sql_local_cell(x: str, zone: str) -> str:
-    """SQL text of a datetime in the zone named by the column ``zone``, as ``datetime.isoformat()`` writes an
-    aware datetime there (``2026-11-27T00:00:00+01:00``): the wall clock, then its offset from UTC."""
-    wall = f"({x} AT TIME ZONE {zone})"
-    offset = f"({wall} - ({x} AT TIME ZONE 'UTC'))"
+def _sql_local_cell(x: str, wall: str, offset: str) -> str:
+    """SQL text of a datetime ``x`` in its clinic's zone, as ``datetime.isoformat()`` writes an aware datetime
+    there (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval),
+    which :func:`copy_sql` computes once per row."""
     return (
         f"to_char({wall}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {x}) = {x} THEN '' "
         f"ELSE to_char({wall}, '.US') END || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || "
@@ -548,7 +547,7 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column]) -> str | None:
     cells = []
     for i, column in enumerate(columns):
         if column.kind == LOCAL:
-            cell = _sql_local_cell(f'q."c{i}"', f'q."z{i}"')
+            cell = _sql_local_cell(f'q."c{i}"', f'q."w{i}"', f'q."o{i}"')
         else:
             cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind)
         if cell is None:
@@ -557,7 +556,15 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column]) -> str | None:
     inner, params = rows.query.get_compiler(connection=connection).as_sql()
     connection.ensure_connection()
     inner = psycopg.ClientCursor(connection.connection).mogrify(inner, params)
-    return f"COPY (SELECT {', '.join(cells)} FROM ({inner}) q) TO STDOUT WITH (FORMAT csv)"
+    source = f"({inner}) q"
+    local = [i for i, column in enumerate(columns) if column.kind == LOCAL]
+    if local:
+        walls = ", ".join(f'(q."c{i}" AT TIME ZONE q."z{i}") AS "w{i}"' for i in local)
+        offsets = ", ".join(f'(q."w{i}" - (q."c{i}" AT TIME ZONE \'UTC\')) AS "o{i}"' for i in local)
+        # Each zone conversion once per row: OFFSET 0 keeps the layers as subqueries, so the planner does not
+        # pull them up and repeat the conversion in every place the cell's expression uses it.
+        source = f"(SELECT q.*, {offsets} FROM (SELECT q.*, {walls} FROM {source} OFFSET 0) q OFFSET 0) q"
+    return f"COPY (SELECT {', '.join(cells)} FROM {source}) TO STDOUT WITH (FORMAT csv)"
 
 
 def _crlf(data: bytes, in_quotes: bool) -> tuple[bytes, bool, int]:

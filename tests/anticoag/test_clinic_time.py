@@ -134,3 +134,24 @@ def test_a_member_of_two_clinics_sees_and_types_each_record_in_its_clinics_zone(
     assert answer.status_code == 302, answer.content.decode()[:3000]
     chicago_reading.refresh_from_db()
     assert chicago_reading.drawn_at == datetime(day.year, day.month, day.day, 21, 15, tzinfo=CHICAGO)
+
+
+def test_the_csv_and_ndjson_exports_agree_in_a_zone_west_of_utc():
+    """The CSV export (formatted by PostgreSQL's COPY) and the NDJSON one (by Python) write the same clinic
+    time with the same negative offset."""
+    import json
+
+    chicago = ClinicFactory(name="Chicago", time_zone="America/Chicago")
+    doctor = UserFactory(username="doc", role=Role.CLINICIAN, clinics=[chicago])
+    patient = PatientFactory(clinic=chicago, mrn="CH-3")
+    drawn = datetime(2026, 1, 15, 23, 45, 12, 250000, tzinfo=CHICAGO)  # CST, −06:00, with microseconds
+    InrReading.objects.create(patient=patient, drawn_at=drawn, value="2.5", source="lab")
+
+    as_csv = client_for(doctor).get("/api/v1/exports/inr-readings.csv")
+    [row] = list(csv.DictReader(io.StringIO(b"".join(as_csv.streaming_content).decode())))
+    as_ndjson = client_for(doctor).get("/api/v1/exports/inr-readings.ndjson")
+    [record] = [json.loads(line) for line in b"".join(as_ndjson.streaming_content).decode().splitlines()]
+
+    assert row["drawn_at"] == record["drawn_at"] == "2026-01-15T23:45:12.250000-06:00"
+    assert row["time_zone"] == record["time_zone"] == "America/Chicago"
+    assert row["created_at"] == record["created_at"] and row["created_at"][-6:] in {"-06:00", "-05:00"}
