@@ -18,7 +18,6 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from clinic.demo import demo_history_seed
 from patients.choices import CreatinineUnit, Role, Sex
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
 
@@ -127,7 +126,8 @@ class Command(BaseCommand):
         with transaction.atomic():
             clinic, staff = self._clinic_and_staff()
             created = sum(self._patient(clinic, staff, number, case) for number, case in enumerate(CASES, start=1))
-            history = demo_history_seed(clinic=clinic, staff=staff)
+            # The main history (clinic.demo: confirmed plans, INR readings, follow-ups), above this app: named.
+            history = import_string("clinic.demo.demo_history_seed")(clinic=clinic, staff=staff)
             # Procedures (reference §8) live in anticoag, above this app: named, not imported at module level.
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
         self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {len(CASES)} patients ({created} new)."))
