@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "scheduling",
     "clinic",
     "reporting",
+    "interfaces",
 ]
 
 MIDDLEWARE = [
@@ -430,3 +431,18 @@ ANTICOAG_METRICS_TOKEN = env_str("ANTICOAG_METRICS_TOKEN", "")
 #: Project-wide static files: the vendored chart library (static/vendor/, with its licence) and the staff
 #: pages' own scripts and styles (static/clinic/). Served by WhiteNoise; no CDN at run time.
 STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Laboratory interface: HL7 v2 over MLLP (interfaces/) ---------------------------------------------------
+#: Where ``manage.py hl7_listener`` listens. 127.0.0.1 in development; the Compose service binds 0.0.0.0.
+HL7_HOST = env_str("HL7_HOST", "127.0.0.1")
+HL7_PORT = env_int("HL7_PORT", 2575)
+#: Name of the one clinic a listener serves: a PID-3 without an assigning authority is that clinic's MRN, and
+#: messages of no known clinic are held in its queue. Empty: clinics are told apart by assigning authority only.
+HL7_CLINIC = env_str("HL7_CLINIC", "")
+#: MSH-3 / MSH-4 of our ACKs.
+HL7_APPLICATION = env_str("HL7_APPLICATION", "CVTCLINIC")
+HL7_FACILITY = env_str("HL7_FACILITY", "CVTCLINIC")
+#: A larger message is read to its end, discarded and answered AE (a results message is a few kilobytes).
+HL7_MAX_MESSAGE_BYTES = env_int("HL7_MAX_MESSAGE_BYTES", 1024 * 1024)
+#: Threads doing the listener's database work (one transaction per message each).
+HL7_DB_THREADS = env_int("HL7_DB_THREADS", 4)

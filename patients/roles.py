@@ -20,7 +20,8 @@ WRITE = (VIEW, ADD, CHANGE)
 #: role → {model → actions}. Nobody but an administrator deletes clinical data: records are corrected,
 #: not removed, so the audit trail stays whole. Exports (every one logged) are for the reporting role and
 #: for clinicians (audits of their own clinic); nurses work from lists and their calendar feed instead. A
-#: nurse's calendar feed is hers to create and revoke (DELETE revokes it; the row stays).
+#: nurse's calendar feed is hers to create and revoke (DELETE revokes it; the row stays). Lab messages arrive by
+#: themselves: clinicians and nurses work the hold queue (CHANGE: match to a patient, or reject).
 PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
     Role.CLINICIAN: {
         "patients.clinic": READ,
@@ -38,6 +39,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "reporting.exportlog": (EXPORT,),
         "anticoag.procedure": WRITE,
         "anticoag.proceduredecision": (VIEW, ADD),
+        "interfaces.inboundmessage": (VIEW, CHANGE),
     },
     Role.NURSE: {
         "patients.clinic": READ,
@@ -55,6 +57,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "reporting.calendarfeed": (VIEW, ADD, DELETE),
         "anticoag.procedure": WRITE,
         "anticoag.proceduredecision": READ,
+        "interfaces.inboundmessage": (VIEW, CHANGE),
     },
     Role.REPORTING: {
         "patients.clinic": READ,
@@ -72,6 +75,7 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "reporting.exportlog": (EXPORT,),
         "anticoag.procedure": READ,
         "anticoag.proceduredecision": READ,
+        "interfaces.inboundmessage": READ,
     },
 }
 
