@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -33,7 +32,7 @@ AUTHORITY = "CVTA"
 def hl7_time(moment: datetime, *, offset: bool = True) -> str:
     """An HL7 DTM in UTC with its offset, or the clinic-local wall time without one."""
     if offset:
-        return moment.astimezone(dt_timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+        return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
     return moment.strftime("%Y%m%d%H%M%S")
 
 

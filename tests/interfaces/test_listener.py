@@ -78,7 +78,7 @@ def test_a_thousand_messages_on_one_connection_then_the_same_batch_on_ten_connec
     assert InboundMessage.objects.filter(status=MessageStatus.STORED).count() == 1000
     assert InrReading.objects.filter(patient__clinic=lab_clinic).count() == 1000
     assert LabObservation.objects.count() == 1000
-    assert f"MSA|AA|ONE00042" in first[42]
+    assert "MSA|AA|ONE00042" in first[42]
 
     # when the same batch is resent, over 10 connections at once
     again = _send_parallel(listener.port, batch, 10)
