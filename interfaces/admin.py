@@ -208,11 +208,14 @@ class InboundMessageAdmin(ClinicScopedAdmin):
                     identity_confirmed=form.cleaned_data["identity_confirmed"],
                 )
             except ValidationError as exc:
-                for field_name, errors in exc.message_dict.items():
-                    form.add_error(field_name if field_name in form.fields else None, errors)
+                errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+                for field_name, field_errors in errors.items():
+                    form.add_error(field_name if field_name in form.fields else None, field_errors)
             else:
                 stored = sum(1 for row in rows if row.stored)
-                messages.success(request, f"Matched to MRN {message.patient.mrn}: {stored} result(s) stored.")
+                messages.success(
+                    request, f"Matched to MRN {form.cleaned_data['patient'].mrn}: {stored} result(s) stored."
+                )
                 return self._done(message)
         return self._resolve(request, message, form, "Match")
 
