@@ -32,6 +32,33 @@ class AssigningAuthorityAdmin(ClinicScopedAdmin):
     search_fields = ["name"]
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """The list opens on the hold queue (held messages); "All messages" and each status are a click away."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("held", "Hold queue"),
+            ("all", "All messages"),
+            *[(s.value, s.label) for s in MessageStatus if s != "held"],
+        ]
+
+    def choices(self, changelist):
+        value = self.value() or "held"
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "held"
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
 class MatchForm(forms.Form):
     clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), required=False)
     mrn = forms.CharField(label="MRN", max_length=40, help_text="The patient's MRN in the clinic.")
@@ -72,7 +99,7 @@ class InboundMessageAdmin(ClinicScopedAdmin):
     clinic_path = "clinic"
     mrn_search_path = "patient__mrn"
     list_display = ["received_at", "status", "hold_reason", "sending_facility", "control_id", "patient", "clinic"]
-    list_filter = ["status", "hold_reason", "clinic"]
+    list_filter = [QueueFilter, "hold_reason", "clinic"]
     list_select_related = ["patient", "clinic"]
     search_fields = ["control_id", "=patient__mrn"]
     search_help_text = "Message control id, or exact MRN."
@@ -106,18 +133,17 @@ class InboundMessageAdmin(ClinicScopedAdmin):
     def save_model(self, request, obj, form, change) -> None:
         pass  # every field is read-only: decisions go through the match and reject pages
 
+    @staticmethod
+    def _in_hold_queue(request: HttpRequest) -> bool:
+        return request.GET.get(QueueFilter.parameter_name, "held") == "held"
+
     def get_ordering(self, request: HttpRequest):
-        # The hold queue is worked oldest first; the log reads newest first.
-        return ["received_at", "pk"] if request.GET.get("status__exact") == MessageStatus.HELD else ["-received_at"]
+        # The hold queue is worked oldest first; the message log reads newest first.
+        return ["received_at", "pk"] if self._in_hold_queue(request) else ["-received_at", "-pk"]
 
     def changelist_view(self, request: HttpRequest, extra_context=None):
-        if not request.GET:  # the list opens on the hold queue
-            url = reverse("admin:interfaces_inboundmessage_changelist") + f"?status__exact={MessageStatus.HELD}"
-            return HttpResponseRedirect(url)
-        held = request.GET.get("status__exact") == MessageStatus.HELD
-        extra_context = {**(extra_context or {}), "title": "Hold queue: lab messages to match" if held else None}
-        if not held:
-            extra_context.pop("title")
+        if self._in_hold_queue(request):
+            extra_context = {**(extra_context or {}), "title": "Hold queue: lab messages to match to a patient"}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="ACK sent")

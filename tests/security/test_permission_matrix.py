@@ -16,6 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 from anticoag.models import WarfarinDose
+from interfaces.models import InboundMessage
 from patients.choices import Role
 from patients.management.commands.permission_matrix import matrix_models
 from patients.roles import ADD, CHANGE, DELETE, EXPORT, PERMISSION_MATRIX, VIEW
@@ -40,6 +41,7 @@ ADMIN_NEVER = {
     "scheduling.reminder": {ADD},  # reminders are written by the sweep
     "reporting.exportlog": {ADD, CHANGE},  # the export log is an audit trail
     "reporting.calendarfeed": {DELETE},  # revoked by an admin action: the row records who had a feed
+    "interfaces.inboundmessage": {ADD, DELETE},  # lab messages arrive through the listener and are kept
 }
 
 
@@ -103,6 +105,10 @@ def admin_object(clinic, label: str, user):
         return ExportLog.objects.create(user=user, dataset="patients", format="csv")
     if label == "anticoag.procedure":
         return a_procedure(clinic)
+    if label == "interfaces.inboundmessage":
+        return InboundMessage.objects.create(
+            control_id="PM1", message_type="ORU^R01", version="2.5.1", status="held", clinic=clinic.clinic
+        )
     return {
         "patients.clinic": clinic.clinic,
         "patients.patient": clinic.patient,
