@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the web server, a Celery worker and Celery beat on the embedded broker, and stops all three on
+# Starts the web server, a Celery worker, Celery beat on the embedded broker and the HL7 listener, and stops them on
 # Ctrl-C (or when any one of them exits).
 set -euo pipefail
 : "${BIN:=.venv/bin}" "${PORT:=8000}"
@@ -23,6 +23,9 @@ pids+=($!)
 pids+=($!)
 "$BIN/python" manage.py runserver "127.0.0.1:$PORT" --noreload &
 pids+=($!)
+# Laboratory results over HL7 v2 / MLLP on HL7_HOST:HL7_PORT (127.0.0.1:2575 by default).
+"$BIN/python" manage.py hl7_listener &
+pids+=($!)
 
 # Say where the clinic is only once it answers: /healthz checks the database and the broker.
 ready=""
@@ -36,7 +39,7 @@ PY
     sleep 1
 done
 if [ -n "$ready" ]; then
-    echo "Clinic ready at http://127.0.0.1:$PORT/admin/  (health: /healthz). Ctrl-C stops everything."
+    echo "Clinic ready at http://127.0.0.1:$PORT/admin/  (health: /healthz); HL7 MLLP on ${HL7_HOST:-127.0.0.1}:${HL7_PORT:-2575}. Ctrl-C stops everything."
 else
     echo "The clinic did not answer on http://127.0.0.1:$PORT/healthz within 2 minutes; see the log above." >&2
 fi

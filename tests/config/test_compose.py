@@ -28,9 +28,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
 
-APP_SERVICES = ("migrate", "web", "worker", "worker-urgent", "beat")
-LONG_RUNNING_APP_SERVICES = ("web", "worker", "worker-urgent", "beat")
-SERVICES_WITH_HEALTHCHECK = ("postgres", "redis", "web", "mailpit")
+APP_SERVICES = ("migrate", "web", "worker", "worker-urgent", "beat", "hl7")
+LONG_RUNNING_APP_SERVICES = ("web", "worker", "worker-urgent", "beat", "hl7")
+SERVICES_WITH_HEALTHCHECK = ("postgres", "redis", "web", "mailpit", "hl7")
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
@@ -280,6 +280,24 @@ def test_urgent_alerts_have_a_worker_of_their_own_and_the_general_worker_serves_
     assert sorted(queues("worker")) == sorted([settings.CELERY_TASK_DEFAULT_QUEUE, settings.ANTICOAG_URGENT_QUEUE])
     node = command_of(services["worker-urgent"]["command"])
     assert node[node.index("-n") + 1].split("@")[0] in " ".join(healthcheck_command(services["worker-urgent"]))
+
+
+def test_hl7_listener_binds_all_interfaces_of_its_container_and_publishes_mllp(services: dict[str, dict]) -> None:
+    import argparse
+
+    from django.core.management import load_command_class
+
+    hl7 = services["hl7"]
+    command = command_of(hl7["command"])
+    parser = load_command_class("interfaces", "hl7_listener").create_parser("manage.py", "hl7_listener")
+    options = parser.parse_args(command[3:])  # exits on an unknown option
+
+    assert command[:3] == ["python", "manage.py", "hl7_listener"]
+    assert isinstance(options, argparse.Namespace) and (options.host, options.port) == ("0.0.0.0", 2575)
+    assert hl7["ports"] == ["${HL7_BIND:-127.0.0.1}:${HL7_PORT:-2575}:2575"]  # loopback unless said otherwise
+    check = " ".join(healthcheck_command(hl7))
+    assert "create_connection(('127.0.0.1', 2575)" in check
+    assert "container_name" not in hl7
 
 
 def test_mailpit_catches_smtp_and_shows_a_web_ui(services: dict[str, dict]) -> None:
