@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    from bench import generate, measure
+    from bench import generate, hl7, measure
 
     if args.command == "export-child":
         measure.export_child(args.username)
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         ("4. pages", lambda: measure.measure_pages(n=args.requests)),
         ("5. reminders", lambda: measure.measure_reminders(count=args.reminders, workers=2,
                                                           database_url=measure.database_url())),
+        ("6. HL7 listener", lambda: hl7.measure_throughput(messages=2000 if args.scale == "full" else 500,
+                                                           connections=4)
+                                    + hl7.measure_alert_latency(alerts=20, database_url=measure.database_url())),
     ]  # fmt: skip
     timings = {}
     for name, run in sections:

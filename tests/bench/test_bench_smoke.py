@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import generate, measure
+from bench import generate, hl7, measure
 from patients.models import Patient
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the reminder workers read committed rows
@@ -37,3 +37,8 @@ def test_bench_generates_and_measures(settings):
 
     (reminders,) = measure.measure_reminders(count=10, workers=2, database_url=measure.database_url(), timeout=60)
     assert reminders.detail["accepted_by_sink"] == 10, reminders.detail
+
+    (throughput,) = hl7.measure_throughput(messages=30, connections=3)
+    assert throughput.detail["acked_aa"] == 30 and throughput.detail["readings_stored"] == 30, throughput.detail
+    (latency,) = hl7.measure_alert_latency(alerts=3, database_url=measure.database_url())
+    assert latency.detail["delivered"] == 3 and latency.value > 0, latency.detail
