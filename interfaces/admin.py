@@ -97,6 +97,7 @@ class RejectForm(forms.Form):
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ClinicScopedAdmin):
     clinic_path = "clinic"
+    log_access = True  # a message's page shows what it says of a patient: who looked is logged
     mrn_search_path = "patient__mrn"
     list_display = ["received_at", "status", "hold_reason", "sending_facility", "control_id", "patient", "clinic"]
     list_filter = [QueueFilter, "hold_reason", "clinic"]
