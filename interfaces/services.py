@@ -387,7 +387,7 @@ def _take_in(parsed: ParsedMessage, default_clinic: Clinic | None) -> InboundMes
             version=parsed.header.version,
             content_sha256=parsed.content_sha256,
             raw=parsed.text,
-            ack="",
+            ack=_ack(parsed, code="AA"),  # the ACK does not depend on the row: written with it, in one INSERT
             status=MessageStatus.HELD if match.hold_reason else MessageStatus.STORED,
             hold_reason=match.hold_reason,
             clinic=match.clinic,
@@ -397,8 +397,6 @@ def _take_in(parsed: ParsedMessage, default_clinic: Clinic | None) -> InboundMes
             observations_check(parsed=parsed, zone=zone)
         else:
             results_store(message=message, parsed=parsed, patient=match.patient)
-        message.ack = _ack(parsed, code="AA")
-        message.save(update_fields=["ack"])
     return message
 
 
