@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from patients.models import Clinic
 
-from .models import AssigningAuthority
+from .models import AssigningAuthority, InboundMessage
 from .services import message_receive
 
 #: The PID-3.4 assigning authority of the demo clinic's MRNs.
@@ -18,6 +18,8 @@ DEMO_AUTHORITY = "DEMOCLINIC"
 
 def demo_lab_interface(*, clinic: Clinic) -> None:
     AssigningAuthority.objects.get_or_create(name=DEMO_AUTHORITY, defaults={"clinic": clinic})
+    if InboundMessage.objects.filter(sending_facility="DEMOLAB", control_id="DEMO-HELD-1").exists():
+        return
     drawn = (timezone.now() - timedelta(hours=3)).strftime("%Y%m%d%H%M%S+0000")
     held = "\r".join(
         [
@@ -27,4 +29,4 @@ def demo_lab_interface(*, clinic: Clinic) -> None:
             f"OBX|1|NM|6301-6^INR^LN||2.4|{{INR}}|2.0-3.0|N|||F|||{drawn}",
         ]
     )
-    message_receive(raw=held + "\r")  # a resend on a second run: nothing new
+    message_receive(raw=held + "\r")
