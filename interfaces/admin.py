@@ -7,7 +7,10 @@ arrival) or reject it with a reason. A message of no known clinic is seen by adm
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponseRedirect
@@ -100,6 +103,7 @@ class InboundMessageAdmin(ClinicScopedAdmin):
     log_access = True  # a message's page shows what it says of a patient: who looked is logged
     mrn_search_path = "patient__mrn"
     list_display = ["received_at", "status", "hold_reason", "sending_facility", "control_id", "patient", "clinic"]
+    list_display_links = ["received_at", "control_id"]
     list_filter = [QueueFilter, "hold_reason", "clinic"]
     list_select_related = ["patient", "clinic"]
     search_fields = ["control_id", "=patient__mrn"]
@@ -161,12 +165,22 @@ class InboundMessageAdmin(ClinicScopedAdmin):
             '<a class="button" href="{}">Match to a patient</a> <a class="button" href="{}">Reject</a>', match, reject
         )
 
+    @staticmethod
+    def _zone(message: InboundMessage) -> zoneinfo.ZoneInfo:
+        """The message's clinic's time zone (a time without offset is that clinic's); else the server's."""
+        return zoneinfo.ZoneInfo(message.clinic.time_zone if message.clinic_id else settings.TIME_ZONE)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="What the message says")
     def contents(self, message: InboundMessage) -> str:
         try:
             parsed = hl7v2.parse_message(message.raw)
         except hl7v2.MessageRefused as refusal:
             return f"Not readable any more: {refusal.text}"
+        zone = self._zone(message)
         ids = format_html_join(
             ", ",
             "{} (authority {})",
@@ -176,8 +190,8 @@ class InboundMessageAdmin(ClinicScopedAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (o.position, o.loinc.name, o.value.normalize(), o.loinc.stored_unit, o.observed.isoformat(),
-                 o.abnormal_flags or "", o.status)
+                (o.position, o.loinc.name, o.value.normalize(), o.loinc.stored_unit,
+                 f"{o.observed_in(zone).astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})", o.abnormal_flags or "", o.status)
                 for o in parsed.observations
             ),
         )  # fmt: skip
@@ -215,6 +229,7 @@ class InboundMessageAdmin(ClinicScopedAdmin):
             "form": form,
             "message": message,
             "contents": self.contents(message),
+            "received": f"{message.received_at.astimezone(self._zone(message)):%Y-%m-%d %H:%M} ({self._zone(message).key})",
             "opts": self.model._meta,
             "action": action,
         }
