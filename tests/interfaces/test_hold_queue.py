@@ -86,6 +86,7 @@ def test_the_hold_queue_is_scoped_to_the_users_clinics(listener, lab_patient, st
     page = nurse.get(reverse("admin:interfaces_inboundmessage_change", args=[message.pk]))
     assert page.status_code == 200 and "NOBODY" in page.content.decode()
     assert "no-store" in page["Cache-Control"]
+    assert "(Europe/Paris)" in page.content.decode()  # the result's time as the clinic reads it
 
     outsider = _client(staff["outsider"])
     assert "SCOPE1" not in outsider.get(queue).content.decode()
