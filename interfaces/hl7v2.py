@@ -568,8 +568,8 @@ def build_ack(
     if refusal is None:
         segments.append(sep.join(msa))
         return "\r".join(segments) + "\r"
-    text = _escape(refusal.text, header)[:1000]
-    msa.append(text[:80])  # MSA-3 (text message): short, read by older systems
+    text = _escape(refusal.text[:1000], header)  # cut before escaping: never half an escape sequence
+    msa.append(_escape(refusal.text[:80], header))  # MSA-3 (text message): short, read by older systems
     segments.append(sep.join(msa))
     number, name = refusal.condition
     location = comp.join([refusal.segment, str(refusal.sequence), str(refusal.field_no or "")])
