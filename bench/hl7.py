@@ -178,7 +178,7 @@ def measure_alert_latency(*, alerts: int, database_url: str, timeout: float = 60
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=prefork", "--concurrency=1",
-             "-Q", "celery", "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+             "-Q", f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.ANTICOAG_URGENT_QUEUE}", "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
              "-n", f"benchhl7-{os.getpid()}@%h"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
