@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from patients.admin import ClinicScopedAdmin, CvtEpisodeAdmin
+from patients.admin import ClinicScopedAdmin, ClinicScopedStackedInline, ClinicScopedTabularInline, CvtEpisodeAdmin
 from patients.clinic_time import RecordTimeZoneAdminMixin, aware_in_clinic_zone, clinic_datetime
 
 from .citations import cite_html
@@ -73,7 +73,7 @@ def render_proposal(proposal: dict) -> str:
     )
 
 
-class PlanInline(admin.StackedInline):
+class PlanInline(ClinicScopedStackedInline):
     """The plan, read-only, on the episode page."""
 
     model = Plan
@@ -123,7 +123,7 @@ class PlanInline(admin.StackedInline):
 CvtEpisodeAdmin.inlines = [*CvtEpisodeAdmin.inlines, PlanInline]
 
 
-class DecisionInline(admin.TabularInline):
+class DecisionInline(ClinicScopedTabularInline):
     model = PlanDecision
     extra = 0
     can_delete = False

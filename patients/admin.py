@@ -12,9 +12,11 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from auditlog.models import LogEntry
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest
 from django.utils.functional import cached_property
 
 from config.security import client_ip
@@ -22,7 +24,16 @@ from config.security import client_ip
 from .audit import record_access
 from .choices import Sinus
 from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
-from .scoping import clinic_ids_for, scope_to_user_clinics
+from .scoping import clinic_path_for, scope_to_user_clinics
+
+#: Longest search or autocomplete term passed to the database (an MRN or a name prefix is far shorter).
+SEARCH_TERM_MAX_LENGTH = 100
+
+
+def clean_search_term(term: str) -> str:
+    """A search box or autocomplete term as the database may see it: no NUL (PostgreSQL refuses it in text),
+    no other control characters, and at most ``SEARCH_TERM_MAX_LENGTH`` characters."""
+    return "".join(char for char in term if char.isprintable() or char == " ")[:SEARCH_TERM_MAX_LENGTH]
 
 
 class CappedCountPaginator(Paginator):
@@ -49,17 +60,103 @@ class CappedCountPaginator(Paginator):
         return self.count > self.cap
 
 
-class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
-    """A model admin that shows only rows of the user's clinics, reached through ``clinic_path``.
+class ScopedForeignKeyRawIdWidget(ForeignKeyRawIdWidget):
+    """A raw id box that names the chosen record only when the user may see it.
+
+    Django's widget looks the id up in the whole table to print its label: a typed or a ``?field=id`` id of
+    another clinic would be shown by name.
+    """
+
+    def __init__(self, rel, admin_site, attrs=None, using=None, *, queryset: QuerySet) -> None:
+        super().__init__(rel, admin_site, attrs=attrs, using=using)
+        self.queryset = queryset
+
+    def label_and_url_for_value(self, value):
+        key = self.rel.get_related_field().name
+        try:
+            if not self.queryset.filter(**{key: value}).exists():
+                return "", ""
+        except (ValueError, TypeError, ValidationError):
+            return "", ""
+        return super().label_and_url_for_value(value)
+
+
+class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A list filter on a relation that offers only the related records of the user's clinics (clinics,
+    patients, staff…), never the names of another clinic's records or staff."""
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        related = scope_to_user_clinics(field.related_model._default_manager.all(), request.user)
+        if ordering:
+            related = related.order_by(*ordering)
+        key = field.target_field.attname if hasattr(field, "target_field") else "pk"
+        return [(getattr(obj, key), str(obj)) for obj in related]
+
+
+# Every relation filter of every admin that names a field without choosing a class gets the scoped one.
+admin.FieldListFilter.register(lambda f: f.remote_field is not None, ScopedRelatedFieldListFilter, take_priority=True)
+
+
+class ClinicScopedMixin:
+    """Scoping shared by model admins and inlines: every relation field of the form (foreign key, one-to-one,
+    many-to-many; whether a select, a raw id box or an autocomplete) offers and accepts only records of the
+    user's clinics, and user pickers only the staff of those clinics. The path from each related model to
+    its clinic is derived (:func:`patients.scoping.clinic_path_for`), so a new field or model needs nothing."""
+
+    def get_field_queryset(self, db, db_field, request: HttpRequest):
+        queryset = super().get_field_queryset(db, db_field, request)
+        if queryset is None:
+            queryset = db_field.remote_field.model._default_manager.using(db).all()
+        return scope_to_user_clinics(queryset, request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "queryset" not in kwargs:
+            kwargs["queryset"] = self.get_field_queryset(kwargs.get("using"), db_field, request)
+        if db_field.name in self.raw_id_fields and "widget" not in kwargs:
+            kwargs["widget"] = ScopedForeignKeyRawIdWidget(
+                db_field.remote_field, self.admin_site, using=kwargs.get("using"), queryset=kwargs["queryset"]
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if "queryset" not in kwargs and db_field.remote_field.through._meta.auto_created:
+            kwargs["queryset"] = self.get_field_queryset(kwargs.get("using"), db_field, request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class ClinicScopedInline(ClinicScopedMixin, admin.options.InlineModelAdmin):
+    """Base of every inline: its rows and its relation fields are scoped like the page's own."""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scope_to_user_clinics(super().get_queryset(request), request.user)
+
+
+class ClinicScopedTabularInline(ClinicScopedInline, admin.TabularInline):
+    pass
+
+
+class ClinicScopedStackedInline(ClinicScopedInline, admin.StackedInline):
+    pass
+
+
+class ClinicScopedAdmin(ClinicScopedMixin, AuditlogHistoryAdminMixin, admin.ModelAdmin):
+    """A model admin that shows only rows of the user's clinics.
+
+    How the model reaches its clinic is derived (:func:`patients.scoping.clinic_path_for`); ``clinic_path``
+    overrides it for one admin. Relation fields, list filters and the raw id boxes are scoped by
+    :class:`ClinicScopedMixin`; actions act on ``get_queryset``; autocompletes ask the related model's own
+    (scoped) admin. Initial values from the URL (``?episode=1``) that name another clinic's record are dropped.
 
     Changelists never run a full COUNT (``show_full_result_count = False``, no facet counts, and
     :class:`CappedCountPaginator`).
     ``mrn_search_path`` names the MRN (``"mrn"``, ``"patient__mrn"``…): a search term is first looked up as an
     exact MRN through the index on ``Patient.mrn``; only when no row has that MRN does the search fall back to
     ``search_fields`` (case-insensitive MRN, name prefixes), which the database cannot serve from that index.
+    The per-record audit history (``…/{id}/auditlog/``) is for administrators (superusers) only.
     """
 
-    clinic_path = "clinic"
+    clinic_path: str | None = None
     mrn_search_path: str | None = None
     #: Log every display of a record's page (auditlog ACCESS): true for the pages showing a patient's record.
     log_access = False
@@ -69,7 +166,27 @@ class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     paginator = CappedCountPaginator
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return scope_to_user_clinics(super().get_queryset(request), request.user, self.clinic_path)
+        path = self.clinic_path or clinic_path_for(self.model)
+        return scope_to_user_clinics(super().get_queryset(request), request.user, path)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        initial = super().get_changeform_initial_data(request)
+        for name in list(initial):
+            try:
+                field = self.model._meta.get_field(name)
+            except Exception:  # not a model field: a form's own field, left to the form
+                continue
+            if field.is_relation and field.related_model is not None and not field.auto_created:
+                values = initial[name] if isinstance(initial[name], list) else [initial[name]]
+                related = scope_to_user_clinics(field.related_model._default_manager.all(), request.user)
+                key = field.target_field.attname if field.many_to_one or field.one_to_one else "pk"
+                try:
+                    visible = related.filter(**{f"{key}__in": values}).count() == len(set(values))
+                except (ValueError, TypeError, ValidationError):
+                    visible = False
+                if not visible:
+                    del initial[name]
+        return initial
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if self.log_access and obj is not None and obj.pk is not None and not add:
@@ -77,43 +194,69 @@ class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
-        term = search_term.strip()
+        term = clean_search_term(search_term).strip()
         if self.mrn_search_path and term and not any(char.isspace() for char in term):
             # "mrn IN (as typed, upper, lower)" is served by the B-tree index; "=mrn" (UPPER(mrn) = UPPER(…)) is not.
             variants = sorted({term, term.upper(), term.lower()})
             exact = queryset.filter(**{f"{self.mrn_search_path}__in": variants})
             if exact.exists():
                 return exact, False
-        return super().get_search_results(request, queryset, search_term)
+        return super().get_search_results(request, queryset, term)
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        ids = clinic_ids_for(request.user)
-        if ids is not None:
-            if db_field.name == "clinic":
-                kwargs["queryset"] = Clinic.objects.filter(pk__in=ids)
-            elif db_field.name == "patient":
-                kwargs["queryset"] = Patient.objects.filter(clinic_id__in=ids)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def auditlog_history_view(self, request, object_id, extra_context=None):
+        if not (request.user.is_active and request.user.is_superuser):
+            raise PermissionDenied
+        if self.get_object(request, object_id) is None:
+            raise Http404("No such record.")
+        return super().auditlog_history_view(request, object_id, extra_context)
+
+
+class SuperuserOnlyAdmin:
+    """For the admins of accounts, tokens, lock-outs and audit entries: administrators only, whatever
+    permissions a member of staff holds (these pages list every clinic's staff)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest, *args) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+
+def admin_superuser_only(model: type[Model], site: admin.AdminSite = admin.site) -> None:
+    """Re-register a third-party model's admin as :class:`SuperuserOnlyAdmin` (same pages otherwise)."""
+    if not site.is_registered(model):
+        return
+    current = type(site._registry[model])
+    if issubclass(current, SuperuserOnlyAdmin):
+        return
+    site.unregister(model)
+    site.register(model, type(current.__name__, (SuperuserOnlyAdmin, current), {"__module__": __name__}))
 
 
 @admin.register(Clinic)
-class ClinicAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
+class ClinicAdmin(ClinicScopedAdmin):
     list_display = ["name", "time_zone", "alert_email", "digest_time", "extended_inr_interval"]
     search_fields = ["name"]
     filter_horizontal = ["staff"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return scope_to_user_clinics(super().get_queryset(request), request.user, "pk")
 
-
-class EpisodeInline(admin.TabularInline):
+class EpisodeInline(ClinicScopedTabularInline):
     model = CvtEpisode
     extra = 0
     fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "pregnant", "prior_cvt"]
     show_change_link = True
 
 
-class LabResultInline(admin.TabularInline):
+class LabResultInline(ClinicScopedTabularInline):
     model = LabResult
     extra = 0
     fields = ["drawn_on", "serum_creatinine", "creatinine_unit", "hemoglobin_g_dl"]
@@ -140,13 +283,13 @@ class PatientAdmin(ClinicScopedAdmin):
     ]
 
 
-class RiskFactorInline(admin.TabularInline):
+class RiskFactorInline(ClinicScopedTabularInline):
     model = EpisodeRiskFactor
     extra = 1
     fields = ["code", "noted_on"]
 
 
-class DeteriorationInline(admin.TabularInline):
+class DeteriorationInline(ClinicScopedTabularInline):
     model = DeteriorationEvent
     extra = 0
     fields = ["occurred_on", "note"]
@@ -216,21 +359,29 @@ class LabResultAdmin(ClinicScopedAdmin):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class AuditLogEntryAdmin(AuditlogLogEntryAdmin):
+class AuditLogEntryAdmin(SuperuserOnlyAdmin, AuditlogLogEntryAdmin):
     list_filter = ["action", ResourceTypeFilter, ("actor", admin.RelatedOnlyFieldListFilter), "timestamp"]
     show_full_result_count = False
     paginator = CappedCountPaginator
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_active and request.user.is_superuser
 
     def lookup_allowed(self, lookup: str, value, request=None) -> bool:
         # One record's entries: the patient page's "Audit log" link filters by content type and object id.
         return lookup in {"object_id", "content_type__id__exact"} or super().lookup_allowed(lookup, value, request)
 
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return request.user.is_active and request.user.is_superuser
-
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, AuditLogEntryAdmin)
+
+
+# Accounts, groups, API tokens and lock-out records list every clinic's staff: administrators only.
+def _restrict_account_admins() -> None:
+    from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import TokenProxy
+
+    for model in (get_user_model(), Group, TokenProxy, AccessAttempt, AccessLog, AccessFailureLog):
+        admin_superuser_only(model)
+
+
+_restrict_account_admins()

@@ -131,6 +131,13 @@ class Patient(models.Model):
                     errors["mrn"] = "A patient with this MRN already exists in this clinic."
         if self.primary_nurse_id and self.clinic_id and not self.clinic.staff.filter(pk=self.primary_nurse_id).exists():
             errors["primary_nurse"] = "The primary nurse must be on this clinic's staff."
+        if (
+            self.responsible_clinician_id
+            and self.clinic_id
+            and not self.clinic.staff.filter(pk=self.responsible_clinician_id).exists()
+        ):
+            # Escalation e-mails go to this clinician: never to another clinic's staff.
+            errors["responsible_clinician"] = "The responsible clinician must be on this clinic's staff."
         if errors:
             raise ValidationError(errors)
 

@@ -11,12 +11,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from patients.admin import ClinicScopedAdmin
+
 from .ical import calendar_feed_create, calendar_feed_revoke, calendar_feed_url
 from .models import CalendarFeed, ExportLog
 
 
 @admin.register(ExportLog)
-class ExportLogAdmin(admin.ModelAdmin):
+class ExportLogAdmin(ClinicScopedAdmin):
     list_display = ["started_at", "user", "dataset", "format", "pseudonymised", "row_count", "completed"]
     list_filter = ["dataset", "format", "pseudonymised", "completed"]
     list_select_related = ["user"]
@@ -41,7 +43,7 @@ class CalendarFeedForm(forms.ModelForm):
 
 
 @admin.register(CalendarFeed)
-class CalendarFeedAdmin(admin.ModelAdmin):
+class CalendarFeedAdmin(ClinicScopedAdmin):
     form = CalendarFeedForm
     list_display = ["pk", "user", "label", "created_at", "revoked_at", "last_read_at"]
     list_filter = ["revoked_at"]
