@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -108,7 +109,7 @@ def _walk_form(form_class, user, label: str, counts: dict, problems: list[str]) 
         if offered:
             problems.append(f"{label}.{name} offers {related._meta.label} {sorted(offered)} of another clinic")
         foreign = min(hidden)
-        value = [foreign] if isinstance(field, __import__("django").forms.ModelMultipleChoiceField) else foreign
+        value = [foreign] if isinstance(field, forms.ModelMultipleChoiceField) else foreign
         bound = form_class(data={name: value})
         bound.is_valid()
         if name not in bound.errors:
@@ -126,7 +127,7 @@ def _unscoped(model, model_admin) -> str | None:
 
 
 def test_every_admin_form_relation_filter_and_autocomplete_is_scoped_to_the_users_clinics(clinics, client, capsys):
-    a, b, user = clinics
+    _, _, user = clinics
     client.force_login(user)
     request = RequestFactory().get("/admin/")
     request.user = user
