@@ -33,6 +33,7 @@ from django.db.models.functions import Lower
 from django.dispatch import Signal
 from django.utils import timezone
 
+from patients.dates import clinical_date_problem, earliest_clinical_date
 from patients.models import Clinic, Patient
 
 from . import monitoring, rules
@@ -636,15 +637,20 @@ def _parse_drawn_at(text: str, zone: zoneinfo.ZoneInfo) -> tuple[datetime | None
         return None, "Missing: give an ISO 8601 date-time with offset (2026-01-05T08:30+01:00) or a date.", False
     if _ISO_DATE.match(text):
         try:
-            return _start_of_day(date.fromisoformat(text), zone), None, True
+            day = date.fromisoformat(text)
         except ValueError:
             return None, f"{text!r} is not a calendar date.", True
+        # Checked before the day becomes an instant: year 1 in a zone west of UTC is not representable.
+        problem = clinical_date_problem(day, may_be_future=True)
+        return (None, problem, True) if problem else (_start_of_day(day, zone), None, True)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         return None, f"{text!r} is not an ISO 8601 date-time (2026-01-05T08:30:00+01:00) or date (2026-01-05).", False
     if timezone.is_naive(moment):
         return None, f"{text!r} has no UTC offset: add one (e.g. +01:00 or Z), or give only the date.", False
+    if moment.date() < earliest_clinical_date():
+        return None, f"{text!r} is before {earliest_clinical_date().year}: check the year.", False
     return moment, None, False
 
 
@@ -735,6 +741,11 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
                 break
             if len(cells) != len(header):
                 error(line, "row", f"Expected {len(header)} columns, found {len(cells)}.")
+                continue
+            nul = [name for name, index in column.items() if "\x00" in cells[index]]
+            if nul:
+                for name in nul:
+                    error(line, name, "Contains a NUL character: not text. Check the file's encoding.")
                 continue
             row = _Row(row=line, mrn=cells[column["mrn"]].strip())
             if not row.mrn:

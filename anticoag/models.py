@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from patients.clinic_time import clinic_datetime
+from patients.dates import validate_clinical_date, validate_clinical_date_may_be_future
 from patients.models import CvtEpisode, Patient
 
 
@@ -126,7 +127,7 @@ class InrReading(models.Model):
     """One INR measurement of a warfarin patient."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="inr_readings")
-    drawn_at = models.DateTimeField(validators=[validate_not_future_datetime])
+    drawn_at = models.DateTimeField(validators=[validate_clinical_date])
     value = models.DecimalField(
         "INR",
         max_digits=4,
@@ -178,7 +179,7 @@ class WarfarinDose(models.Model):
     """A warfarin dose as given: the weekly dose from a date, and the suggestion it answered, if any."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="warfarin_doses")
-    starts_on = models.DateField()
+    starts_on = models.DateField(validators=[validate_clinical_date_may_be_future])
     weekly_dose_mg = models.DecimalField(
         "weekly dose (mg)",
         max_digits=5,
@@ -203,7 +204,9 @@ class WarfarinDose(models.Model):
     )
     suggested_weekly_dose_mg = models.DecimalField(max_digits=5, decimal_places=1, null=True, blank=True)
     followed_suggestion = models.BooleanField(default=False)
-    next_inr_on = models.DateField("next INR test", null=True, blank=True)
+    next_inr_on = models.DateField(
+        "next INR test", null=True, blank=True, validators=[validate_clinical_date_may_be_future]
+    )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -3,7 +3,8 @@
 A staff login or the metrics bearer token (``config.metrics.outbox_detail_allowed``) also gets the reminder
 outbox's figures (issue 19), and the status turns ``degraded`` (503) when the outbox is past a threshold.
 Anonymous callers (load balancers, the container health check) are not told about the outbox: a slow SMTP
-relay must not take the web service out of rotation.
+relay must not take the web service out of rotation. They learn only up or down (issue 13):
+``{"status": "ok"}`` with 200 or ``{"status": "degraded"}`` with 503, never which database or broker runs.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def _broker_state() -> dict[str, str]:
 def healthz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, dict] = {"database": _database_state(), "broker": _broker_state()}
     healthy = all(check["status"] == "up" for check in checks.values())
-    if healthy and outbox_detail_allowed(request):
+    detail = outbox_detail_allowed(request)
+    if healthy and detail:
         from scheduling.outbox_status import outbox_figures
 
         checks["outbox"] = outbox_figures().as_dict()
         healthy = checks["outbox"]["status"] == "ok"
-    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+    answer = {"status": "ok" if healthy else "degraded", **(checks if detail else {})}
+    return JsonResponse(answer, status=200 if healthy else 503)

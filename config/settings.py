@@ -446,3 +446,21 @@ HL7_FACILITY = env_str("HL7_FACILITY", "CVTCLINIC")
 HL7_MAX_MESSAGE_BYTES = env_int("HL7_MAX_MESSAGE_BYTES", 1024 * 1024)
 #: Threads doing the listener's database work (one transaction per message each).
 HL7_DB_THREADS = env_int("HL7_DB_THREADS", 4)
+
+# --- Input and access hardening (issue 13) ----------------------------------------------------------------
+#: Clinical dates (births, diagnoses, draws, labs, doses, events) before 1 January of this year are refused.
+ANTICOAG_EARLIEST_CLINICAL_YEAR = env_int("ANTICOAG_EARLIEST_CLINICAL_YEAR", 1900)
+#: API tokens expire this many days after they were issued; a new POST /api/v1/auth/token/ issues a fresh one.
+ANTICOAG_API_TOKEN_DAYS = env_int("ANTICOAG_API_TOKEN_DAYS", 30)
+#: JSON request bodies of the API: deepest nesting and largest size accepted (a 400 beyond).
+ANTICOAG_API_JSON_MAX_DEPTH = env_int("ANTICOAG_API_JSON_MAX_DEPTH", 32)
+ANTICOAG_API_JSON_MAX_BYTES = env_int("ANTICOAG_API_JSON_MAX_BYTES", 1024 * 1024)
+#: Failed logins from one address, across usernames, before that address is locked out too.
+ANTICOAG_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("ANTICOAG_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
+#: INR CSV imports with more data rows than this run as a background task (the request answers at once).
+ANTICOAG_INR_IMPORT_BACKGROUND_ROWS = env_int("ANTICOAG_INR_IMPORT_BACKGROUND_ROWS", 2000)
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.common.CommonMiddleware"), "config.hardening.RefuseNulMiddleware")
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "config.hardening.NoStoreMiddleware")
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["config.hardening.LimitedJSONParser"]
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "config.hardening.ExpiringTokenAuthentication"
+AXES_HANDLER = "config.hardening.ClinicAxesHandler"

@@ -12,6 +12,7 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from auditlog.models import LogEntry
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -19,6 +20,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils.functional import cached_property
 
+from config.hardening import refuse_long_username
 from config.security import client_ip
 
 from .audit import record_access
@@ -371,6 +373,22 @@ class AuditLogEntryAdmin(SuperuserOnlyAdmin, AuditlogLogEntryAdmin):
 
 admin.site.unregister(LogEntry)
 admin.site.register(LogEntry, AuditLogEntryAdmin)
+
+
+class BoundedAdminLoginForm(AdminAuthenticationForm):
+    """The admin login form, refusing a username longer than the user model's column before
+    ``authenticate()`` (and django-axes, which records it) sees it. Django's form only sets ``max_length``
+    on the widget, after the field's validators were built."""
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data.get("username")
+        problem = refuse_long_username(username)
+        if problem:
+            raise ValidationError(problem, code="max_length")
+        return username
+
+
+admin.site.login_form = BoundedAdminLoginForm
 
 
 # Accounts, groups, API tokens and lock-out records list every clinic's staff: administrators only.

@@ -18,3 +18,10 @@ class PatientsConfig(AppConfig):
             auditlog.register(self.get_model(model_name))
         auditlog.register(self.get_model("Clinic"), m2m_fields={"staff"})
         post_migrate.connect(sync_role_groups, dispatch_uid="patients.sync_role_groups")
+        # A new password revokes the user's API tokens (config.hardening).
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import pre_save
+
+        from config.hardening import tokens_deleted_on_password_change
+
+        pre_save.connect(tokens_deleted_on_password_change, sender=get_user_model(), dispatch_uid="tokens_on_password")

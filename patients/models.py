@@ -21,6 +21,7 @@ from django.utils import timezone
 from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS, UMOL_PER_MG_DL
 
 from .choices import CreatinineUnit, Sex, Sinus
+from .dates import validate_clinical_date
 
 
 def validate_time_zone(value: str) -> None:
@@ -29,7 +30,10 @@ def validate_time_zone(value: str) -> None:
 
 
 def validate_not_future(value: date) -> None:
-    """Clinical dates are facts that happened: none may lie after today (in the server's time zone)."""
+    """Clinical dates are facts that happened: none may lie after today (in the server's time zone).
+
+    Kept for old migrations; fields use :func:`patients.dates.validate_clinical_date`, which also refuses
+    dates before the earliest clinical year."""
     if value and value > timezone.localdate():
         raise ValidationError(f"{value.isoformat()} is in the future.", code="future")
 
@@ -61,7 +65,7 @@ class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=40, help_text="Medical record number, unique within the clinic.")
     family_name = models.CharField(max_length=120)
     given_name = models.CharField(max_length=120)
-    date_of_birth = models.DateField(validators=[validate_not_future])
+    date_of_birth = models.DateField(validators=[validate_clinical_date])
     sex = models.CharField(max_length=8, choices=Sex.choices)
     weight_kg = models.DecimalField(
         "weight (kg)",
@@ -150,7 +154,7 @@ class CvtEpisode(models.Model):
     """
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="episodes")
-    diagnosed_on = models.DateField(validators=[validate_not_future])
+    diagnosed_on = models.DateField(validators=[validate_clinical_date])
     sinuses = models.JSONField(default=list, blank=True, help_text="Sinuses and veins involved.")
     hemorrhage = models.BooleanField("intracranial hemorrhage at diagnosis", default=False)
     subdural_hematoma = models.BooleanField(default=False)
@@ -164,7 +168,7 @@ class CvtEpisode(models.Model):
         help_text="Pregnant at diagnosis, or diagnosed within 6 weeks after delivery. Record the delivery date "
         "when the pregnancy ends: until then the patient counts as pregnant (LMWH only).",
     )
-    delivered_on = models.DateField("delivery date", null=True, blank=True, validators=[validate_not_future])
+    delivered_on = models.DateField("delivery date", null=True, blank=True, validators=[validate_clinical_date])
     breastfeeding = models.BooleanField(default=False)
     prior_cvt = models.BooleanField(
         "earlier CVT outside this system", default=False, help_text="Episodes recorded here count automatically."
@@ -230,7 +234,7 @@ class EpisodeRiskFactor(models.Model):
 
     episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, related_name="risk_factors")
     code = models.CharField(max_length=40, choices=RISK_FACTOR_CHOICES)
-    noted_on = models.DateField(default=timezone.localdate, validators=[validate_not_future])
+    noted_on = models.DateField(default=timezone.localdate, validators=[validate_clinical_date])
 
     class Meta:
         ordering = ["episode", "code"]
@@ -253,7 +257,7 @@ class DeteriorationEvent(models.Model):
     """Neurological deterioration during an episode: it calls for urgent imaging (reference §4)."""
 
     episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, related_name="deteriorations")
-    occurred_on = models.DateField(validators=[validate_not_future])
+    occurred_on = models.DateField(validators=[validate_clinical_date])
     note = models.TextField(help_text="New deficit, falling consciousness, seizures, worsening headache…")
 
     class Meta:
@@ -272,7 +276,7 @@ class LabResult(models.Model):
     """Serum creatinine (for Cockcroft-Gault) and hemoglobin, as drawn on a day."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lab_results")
-    drawn_on = models.DateField(validators=[validate_not_future])
+    drawn_on = models.DateField(validators=[validate_clinical_date])
     serum_creatinine = models.DecimalField(
         max_digits=7, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))]
     )

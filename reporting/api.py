@@ -44,6 +44,7 @@ from config.rest import (
     model_permission,
     valid_id_or_404,
 )
+from config.hardening import token_expired
 from config.security import client_ip, lockout_response
 from patients.api import patient_list
 from patients.audit import record_access
@@ -357,18 +358,30 @@ class CalendarIcsApi(StrictQueryParamsMixin, APIView):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class BoundedAuthTokenSerializer(AuthTokenSerializer):
+    """DRF's username/password serializer with the user model's username length: a longer username is a
+    field error before ``authenticate()`` (and django-axes, which stores it) sees it."""
+
+    username = serializers.CharField(label="Username", write_only=True, max_length=150)
+    password = serializers.CharField(
+        label="Password", style={"input_type": "password"}, trim_whitespace=False, write_only=True, max_length=4096
+    )
+
+
 class AuthTokenApi(StrictQueryParamsMixin, ObtainAuthToken):
-    """``POST /api/v1/auth/token/`` with ``username`` and ``password`` → ``{"token": …}`` (the same token each
-    time; an administrator deletes it in the admin to revoke it)."""
+    """``POST /api/v1/auth/token/`` with ``username`` and ``password`` → ``{"token": …}``: the same token
+    until it expires (``ANTICOAG_API_TOKEN_DAYS``), the user's password changes or an administrator deletes
+    it; then a new one."""
 
     public_endpoint = True
     renderer_classes = [JSONRenderer]
+    serializer_class = BoundedAuthTokenSerializer
 
     @extend_schema(
         operation_id="auth_token_create",
         tags=["auth"],
         auth=[],
-        request=AuthTokenSerializer,
+        request=BoundedAuthTokenSerializer,
         responses={
             200: inline_serializer("AuthToken", fields={"token": serializers.CharField()}),
             429: OpenApiResponse(DetailSerializer, description="Too many failed logins: locked for a while."),
@@ -384,5 +397,9 @@ class AuthTokenApi(StrictQueryParamsMixin, ObtainAuthToken):
             return lockout_response(request._request)
         if not valid:
             raise ValidationError(serializer.errors)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
+        if token_expired(token):
+            token.delete()
+            token = Token.objects.create(user=user)
         return Response({"token": token.key})

@@ -8,11 +8,14 @@ broker message, a flushed Redis or a killed worker delays a reminder, never lose
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from anticoag.models import InrReading
+from patients.dates import validate_clinical_date, validate_clinical_date_may_be_future
 from patients.models import Clinic, CvtEpisode, Patient
 
 
@@ -55,10 +58,10 @@ class FollowUp(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="follow_ups")
     episode = models.ForeignKey(CvtEpisode, on_delete=models.CASCADE, null=True, blank=True, related_name="follow_ups")
     kind = models.CharField(max_length=32, choices=FollowUpKind.choices)
-    due_on = models.DateField(db_index=True)
-    window_end_on = models.DateField(null=True, blank=True)
+    due_on = models.DateField(db_index=True, validators=[validate_clinical_date_may_be_future])
+    window_end_on = models.DateField(null=True, blank=True, validators=[validate_clinical_date_may_be_future])
     status = models.CharField(max_length=12, choices=FollowUpStatus.choices, default=FollowUpStatus.SCHEDULED)
-    completed_on = models.DateField(null=True, blank=True)
+    completed_on = models.DateField(null=True, blank=True, validators=[validate_clinical_date])
     recanalization = models.CharField(max_length=10, choices=Recanalization.choices, blank=True)
     result_note = models.CharField(max_length=500, blank=True)
     rule = models.CharField(max_length=80, help_text="The rule that created the item.")
@@ -78,6 +81,15 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} due {self.due_on.isoformat()}"
+
+    def save(self, *args, **kwargs) -> None:
+        # An item added by hand (admin, API) has no rule to name it: a generated key keeps the column unique
+        # without an empty string that only the first manual item could hold.
+        if not self.key:
+            self.key = f"manual:{uuid.uuid4().hex}"
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "key"}
+        super().save(*args, **kwargs)
 
 
 class ReminderKind(models.TextChoices):

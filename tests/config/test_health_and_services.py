@@ -24,7 +24,17 @@ def test_the_broker_is_a_real_redis():
 
 
 @pytest.mark.django_db
-def test_healthz_reports_database_and_broker_up(client):
+def test_healthz_tells_an_anonymous_caller_only_up_or_down(client):
+    """Finding 7: the anonymous answer names no database or broker product."""
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert "postgresql" not in response.content.decode() and "redis" not in response.content.decode().lower()
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker_up_to_staff(client, admin_user):
+    client.force_login(admin_user)
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
@@ -34,10 +44,12 @@ def test_healthz_reports_database_and_broker_up(client):
 
 
 @pytest.mark.django_db
-def test_healthz_reports_a_dead_broker_as_503(client, monkeypatch):
+def test_healthz_reports_a_dead_broker_as_503(client, admin_user, monkeypatch):
     # Celery reads CELERY_BROKER_URL from the environment before its configuration: point it at a port
     # nothing listens on.
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    assert client.get("/healthz").json() == {"status": "degraded"}
+    client.force_login(admin_user)
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"]["status"] == "down"
