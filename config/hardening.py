@@ -15,16 +15,19 @@
 from __future__ import annotations
 
 import codecs
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import psycopg
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_ip_address, get_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.db.backends.postgresql.psycopg_any import BaseTzLoader
 from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils import timezone
 from django.utils.cache import patch_cache_control
+from psycopg.types.datetime import DateLoader, TimestampLoader
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, ParseError
 from rest_framework.parsers import JSONParser
@@ -182,3 +185,59 @@ def refuse_long_username(username: str | None) -> str | None:
         return f"Ensure this field has no more than {limit} characters."
     return None
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stored dates Python cannot hold. PostgreSQL keeps years before 1 (BC) and after 9999; a row written before the
+# date checks existed (an import of "0001-01-01" in a clinic east of UTC is 1 BC in UTC) made every page that
+# read it fail in the driver. Such values are read as the nearest representable moment, a day inside Python's
+# range so that showing it in any time zone works; ``manage.py clinical_dates_check`` lists them for correction,
+# and the date checks refuse to save them unchanged.
+# ---------------------------------------------------------------------------------------------------------------
+
+SAFE_MIN_MOMENT = datetime(1, 1, 2, tzinfo=UTC)
+SAFE_MAX_MOMENT = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class SafeTimestamptzLoader(BaseTzLoader):
+    """Django's time-zone loader (``timezone`` set per connection), clamping what Python cannot hold."""
+
+    def load(self, data):
+        try:
+            value = super().load(data)
+        except psycopg.DataError as exc:
+            value = SAFE_MIN_MOMENT if "small" in str(exc) else SAFE_MAX_MOMENT
+            return value if self.timezone is None else value.astimezone(self.timezone)
+        if value.tzinfo is None:
+            return min(max(value, SAFE_MIN_MOMENT.replace(tzinfo=None)), SAFE_MAX_MOMENT.replace(tzinfo=None))
+        return min(max(value, SAFE_MIN_MOMENT), SAFE_MAX_MOMENT)
+
+
+class SafeTimestampLoader(TimestampLoader):
+    """Naive date-times (date truncations in a time zone, e.g. the admin's date drill-down), clamped."""
+
+    def load(self, data):
+        try:
+            value = super().load(data)
+        except psycopg.DataError as exc:
+            value = SAFE_MIN_MOMENT if "small" in str(exc) else SAFE_MAX_MOMENT
+            return value.replace(tzinfo=None)
+        return min(max(value, SAFE_MIN_MOMENT.replace(tzinfo=None)), SAFE_MAX_MOMENT.replace(tzinfo=None))
+
+
+class SafeDateLoader(DateLoader):
+    def load(self, data):
+        try:
+            return super().load(data)
+        except psycopg.DataError as exc:
+            return date.min if "small" in str(exc) else date.max
+
+
+def safe_date_loaders(sender, connection, **kwargs) -> None:
+    """``connection_created``: read out-of-range dates and date-times without failing (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        return
+    adapters = connection.connection.adapters
+    loader = type("SafeTzLoader", (SafeTimestamptzLoader,), {"timezone": connection.timezone})
+    adapters.register_loader("timestamptz", loader)
+    adapters.register_loader("timestamp", SafeTimestampLoader)
+    adapters.register_loader("date", SafeDateLoader)

@@ -112,7 +112,8 @@ def required_permissions(request: Request, view) -> list[str]:
 
 
 class StrictQueryParamsMixin:
-    """Refuse query parameters the operation does not know: 400 ``{name: ["Unknown query parameter…"]}``.
+    """Refuse query parameters the operation does not know: 400 ``{name: ["Unknown query parameter…"]}``,
+    and known ones given without a value (``?updated_since=``): 400 naming them.
 
     Checked after authentication and permissions, so an anonymous caller learns nothing about parameters.
     """
@@ -127,6 +128,10 @@ class StrictQueryParamsMixin:
         if unknown:
             listed = ", ".join(sorted(allowed)) or "none"
             raise ValidationError({name: [f"Unknown query parameter. Allowed here: {listed}."] for name in unknown})
+        # "?updated_since=" is not "no filter": a client that meant one must not silently get everything.
+        empty = sorted(name for name, values in request.query_params.lists() if any(not v.strip() for v in values))
+        if empty:
+            raise ValidationError({name: ["Empty value: give a value or leave the parameter out."] for name in empty})
 
 
 class IdField(forms.IntegerField):

@@ -460,7 +460,9 @@ ANTICOAG_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("ANTICOAG_LOGIN_ADDRESS_FAILURE_L
 #: INR CSV imports with more data rows than this run as a background task (the request answers at once).
 ANTICOAG_INR_IMPORT_BACKGROUND_ROWS = env_int("ANTICOAG_INR_IMPORT_BACKGROUND_ROWS", 2000)
 MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.common.CommonMiddleware"), "config.hardening.RefuseNulMiddleware")
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "config.hardening.NoStoreMiddleware")
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "config.hardening.NoStoreMiddleware"
+)
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["config.hardening.LimitedJSONParser"]
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "config.hardening.ExpiringTokenAuthentication"
 AXES_HANDLER = "config.hardening.ClinicAxesHandler"

@@ -20,8 +20,10 @@ class PatientsConfig(AppConfig):
         post_migrate.connect(sync_role_groups, dispatch_uid="patients.sync_role_groups")
         # A new password revokes the user's API tokens (config.hardening).
         from django.contrib.auth import get_user_model
+        from django.db.backends.signals import connection_created
         from django.db.models.signals import pre_save
 
-        from config.hardening import tokens_deleted_on_password_change
+        from config.hardening import safe_date_loaders, tokens_deleted_on_password_change
 
+        connection_created.connect(safe_date_loaders, dispatch_uid="safe_date_loaders")
         pre_save.connect(tokens_deleted_on_password_change, sender=get_user_model(), dispatch_uid="tokens_on_password")

@@ -32,6 +32,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.hardening import token_expired
 from config.rest import (
     MAX_ID,
     ClinicCursorPagination,
@@ -44,7 +45,6 @@ from config.rest import (
     model_permission,
     valid_id_or_404,
 )
-from config.hardening import token_expired
 from config.security import client_ip, lockout_response
 from patients.api import patient_list
 from patients.audit import record_access
