@@ -81,7 +81,8 @@ def stored_year_one(a):
     return reading
 
 
-def test_no_page_fails_on_a_stored_year_one_row(a, stored_year_one, client, admin_user, pseudonym_key, settings):
+@pytest.mark.usefixtures("pseudonym_key")
+def test_no_page_fails_on_a_stored_year_one_row(a, stored_year_one, client, admin_user, settings):
     settings.TIME_ZONE = "America/Los_Angeles"
     api = client_for(a.clinician)
     answers = {
