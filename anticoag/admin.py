@@ -446,9 +446,16 @@ class InrReadingAdmin(RecordTimeZoneAdminMixin, ClinicScopedAdmin):
         form = InrImportForm(request.POST or None, request.FILES or None, user=request.user)
         errors: list[dict] = []
         if request.method == "POST" and form.is_valid():
-            result = inr_services.inr_import_csv(
+            result = inr_import_start(
                 clinic=form.cleaned_data["clinic"], file=form.cleaned_data["file"], entered_by=request.user
             )
+            if isinstance(result, ImportStarted):
+                messages.info(
+                    request,
+                    f"{result.job.rows_total:,} rows: the import runs in the background. This page shows its "
+                    "progress and then its result (reload it).",
+                )
+                return HttpResponseRedirect(reverse("admin:anticoag_inrimport_change", args=[result.job.pk]))
             if result.ok:
                 messages.success(request, f"Imported {result.imported} INR readings for {result.patients} patient(s).")
                 return HttpResponseRedirect(reverse("admin:anticoag_inrreading_changelist"))
@@ -555,3 +562,53 @@ class WarfarinDoseAdmin(ClinicScopedAdmin):
 
 
 from . import procedure_admin  # noqa: E402,F401  (§8 procedures: own module)
+# =============================================================================================================
+# Background INR imports (issue 13): progress, then the result, of an import too large for one request.
+# =============================================================================================================
+
+from .imports import ImportStarted, inr_import_start  # noqa: E402
+from .models import InrImport  # noqa: E402
+
+
+@admin.register(InrImport)
+class InrImportAdmin(ClinicScopedAdmin):
+    """Read-only: started from "Import CSV" on the INR readings list. Seen by whoever may import readings."""
+
+    list_display = ["pk", "created_at", "clinic", "file_name", "phase", "progress", "imported", "uploaded_by"]
+    list_filter = ["phase", "clinic"]
+    list_select_related = ["clinic", "uploaded_by"]
+    fields = ["clinic", "file_name", "uploaded_by", "phase", "progress", "imported", "patients", "refused_rows"]
+    fields += ["created_at", "started_at", "finished_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).defer("content")
+
+    @admin.display(description="Progress")
+    def progress(self, job: InrImport) -> str:
+        if job.finished:
+            return f"{job.rows_total:,} rows: {job.get_phase_display().lower()}"
+        return f"{job.get_phase_display()}: {job.rows_done:,} of {job.rows_total:,} rows"
+
+    @admin.display(description="Refused rows")
+    def refused_rows(self, job: InrImport) -> str:
+        if not job.errors:
+            return "—"
+        return format_html_join(
+            "", "<p>Row {}, {}: {}</p>", ((e.get("row") or "—", e.get("field"), e.get("message")) for e in job.errors)
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm("anticoag.add_inrreading")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -18,12 +18,13 @@ from typing import Any
 import django_filters
 from auditlog.context import set_actor
 from django.db.models import Prefetch, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,12 +38,25 @@ from config.rest import (
     RolePermission,
     StrictBooleanFilter,
     StrictQueryParamsMixin,
+    valid_id_or_404,
 )
 from patients.models import Clinic, Patient
 from patients.scoping import clinic_ids_for, scope_to_user_clinics
 
-from .inr import inr_advice_for_patient, inr_import_csv, inr_reading_record
-from .models import INR_MAX, INR_MIN, Agent, InrReading, InrSource, Plan, PlanDecision, PlanStatus
+from .imports import ImportStarted, inr_import_start, inr_import_status
+from .inr import inr_advice_for_patient, inr_reading_record
+from .models import (
+    INR_MAX,
+    INR_MIN,
+    Agent,
+    InrImport,
+    InrImportPhase,
+    InrReading,
+    InrSource,
+    Plan,
+    PlanDecision,
+    PlanStatus,
+)
 from .services import plan_confirm
 
 ADD_PERMISSION = "anticoag.add_inrreading"
@@ -344,6 +358,25 @@ class InrReadingViewSet(mixins.CreateModelMixin, ClinicScopedViewSet):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+IMPORT_STATUS = inline_serializer(
+    "InrImportStatus",
+    fields={
+        "id": serializers.IntegerField(),
+        "clinic": serializers.IntegerField(),
+        "phase": serializers.ChoiceField(choices=InrImportPhase.choices),
+        "finished": serializers.BooleanField(),
+        "rows_total": serializers.IntegerField(),
+        "rows_done": serializers.IntegerField(),
+        "created_at": serializers.DateTimeField(),
+        "started_at": serializers.DateTimeField(allow_null=True),
+        "finished_at": serializers.DateTimeField(allow_null=True),
+        "imported": serializers.IntegerField(required=False),
+        "patients": serializers.IntegerField(required=False),
+        "errors": serializers.ListField(child=serializers.DictField(), required=False),
+        "status_url": serializers.URLField(required=False),
+    },
+)
+
 IMPORT_ERROR = inline_serializer(
     "InrImportErrors",
     fields={
@@ -386,6 +419,10 @@ class InrImportApi(StrictQueryParamsMixin, APIView):
                 "InrImportResult",
                 fields={"imported": serializers.IntegerField(), "patients": serializers.IntegerField()},
             ),
+            202: OpenApiResponse(
+                IMPORT_STATUS,
+                description="A large file: stored and being imported in the background; poll status_url.",
+            ),
             400: OpenApiResponse(IMPORT_ERROR, description="Nothing imported: every refused row, with its field."),
         },
     )
@@ -403,7 +440,11 @@ class InrImportApi(StrictQueryParamsMixin, APIView):
         if upload is None:
             return self._bad("file", "Attach the CSV file as 'file'.")
         with set_actor(request.user):
-            result = inr_import_csv(clinic=clinic, file=upload, entered_by=request.user)
+            result = inr_import_start(clinic=clinic, file=upload, entered_by=request.user)
+        if isinstance(result, ImportStarted):
+            url = reverse("api-inr-import-status", args=[result.job.pk])
+            body = {**inr_import_status(result.job), "status_url": request.build_absolute_uri(url)}
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
         if not result.ok:
             return Response({"errors": result.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"imported": result.imported, "patients": result.patients}, status=status.HTTP_201_CREATED)
@@ -425,3 +466,21 @@ class InrImportApi(StrictQueryParamsMixin, APIView):
         return Response(
             {"errors": [{"row": None, "field": field, "message": message}]}, status=status.HTTP_400_BAD_REQUEST
         )
+
+
+class InrImportStatusApi(StrictQueryParamsMixin, APIView):
+    """``GET /api/v1/inr-imports/{id}/``: a background import's phase and progress, then its result (the
+    number imported, or every refused row). Scoped to the user's clinics (another clinic's import is a 404);
+    needs the permission to add INR readings, like the import itself."""
+
+    permission_classes = [RolePermission]
+    required_permissions = [ADD_PERMISSION]
+
+    @extend_schema(operation_id="inr_imports_retrieve", responses={200: IMPORT_STATUS})
+    def get(self, request: Request, id: str) -> Response:
+        pk = valid_id_or_404(id)
+        jobs = scope_to_user_clinics(InrImport.objects.all(), request.user)
+        job = jobs.filter(pk=pk).first()
+        if job is None:
+            raise NotFound()
+        return Response(inr_import_status(job))

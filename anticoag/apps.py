@@ -18,3 +18,5 @@ class AnticoagConfig(AppConfig):
         auditlog.register(self.get_model("WarfarinDose"))
         auditlog.register(self.get_model("Procedure"), exclude_fields=["updated_at"])
         auditlog.register(self.get_model("ProcedureDecision"))
+        # Who imported which file when; the file itself (MRNs) and the running counts stay out of the log.
+        auditlog.register(self.get_model("InrImport"), exclude_fields=["content", "rows_done", "errors"])

@@ -17,7 +17,7 @@ import dataclasses
 import io
 import re
 import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -678,7 +678,15 @@ def _delimiter(text: str) -> str:
     return ";" if header.count(";") > header.count(",") else ","
 
 
-def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
+#: Called as ``progress(phase, done, total)`` while an import runs ("validating" rows, "storing" readings).
+ImportProgress = Callable[[str, int, int], None]
+#: Rows between two progress reports.
+IMPORT_PROGRESS_EVERY = 5000
+
+
+def inr_import_csv(
+    *, clinic: Clinic, file: Any, entered_by, progress: ImportProgress | None = None, name: str | None = None
+) -> ImportResult:
     """Import INR readings of one clinic from CSV, all or nothing (issue #4).
 
     **Format.** UTF-8 with or without a byte-order mark. A header row is required; columns, in any order:
@@ -699,7 +707,10 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
     **Then one transaction.** ``bulk_create`` in batches of 1,000, then :func:`inr_readings_recorded` once
     per affected patient (``bulk_create`` sends no ``post_save``). ``entered_by`` is set on every row and
     ``note`` says which file and row each reading came from (the audit log does not see bulk inserts).
+
+    ``progress`` (the background import, :mod:`anticoag.imports`) hears how far each phase has got.
     """
+    report = progress or (lambda phase, done, total: None)
     try:
         text = _read_text(file)
     except ValueError as exc:
@@ -734,6 +745,8 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
         today = clinic_today(clinic)
         rows: list[_Row] = []
         for line, cells in enumerate(reader, start=2):
+            if line % IMPORT_PROGRESS_EVERY == 0:
+                report("validating", line - 1, 0)
             if not any(cell.strip() for cell in cells):
                 continue
             if len(rows) >= IMPORT_MAX_ROWS:
@@ -817,7 +830,7 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
             errors.append({"row": None, "field": "file", "message": f"… and {hidden} more errors not listed."})
         return ImportResult(errors=errors)
 
-    name = str(getattr(file, "name", "") or "file")[-200:]
+    name = str(name or getattr(file, "name", "") or "file")[-200:]
     readings = [
         InrReading(
             patient=row.patient,
@@ -830,10 +843,13 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
         )
         for row in rows
     ]
+    report("storing", 0, len(readings))
     with transaction.atomic():
         try:
             with transaction.atomic():
-                InrReading.objects.bulk_create(readings, batch_size=IMPORT_BATCH_SIZE)
+                for start in range(0, len(readings), IMPORT_BATCH_SIZE):
+                    InrReading.objects.bulk_create(readings[start : start + IMPORT_BATCH_SIZE])
+                    report("storing", min(start + IMPORT_BATCH_SIZE, len(readings)), len(readings))
         except IntegrityError:
             # Someone stored a reading of one of these patients at one of these times since validation.
             message = "A reading at one of these times was stored meanwhile; nothing was imported. Import again."
@@ -841,6 +857,9 @@ def inr_import_csv(*, clinic: Clinic, file: Any, entered_by) -> ImportResult:
         by_patient: dict[int, list[InrReading]] = {}
         for reading in readings:
             by_patient.setdefault(reading.patient_id, []).append(reading)
+        announced = 0
         for patient_readings in by_patient.values():
             inr_readings_recorded(patient=patient_readings[0].patient, readings=patient_readings)
+            announced += len(patient_readings)
+            report("announcing", announced, len(readings))
     return ImportResult(imported=len(readings), patients=len(by_patient))

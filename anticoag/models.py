@@ -222,3 +222,47 @@ class WarfarinDose(models.Model):
 
 
 from .procedure_models import Procedure, ProcedureDecision  # noqa: E402,F401  (§8 procedures; own module)
+class InrImportPhase(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    VALIDATING = "validating", "Checking rows"
+    STORING = "storing", "Storing readings"
+    ANNOUNCING = "announcing", "Scheduling next tests and alerts"
+    DONE = "done", "Imported"
+    FAILED = "failed", "Refused: nothing imported"
+
+
+class InrImport(models.Model):
+    """A large INR CSV import, run in the background against the stored upload (issue 13).
+
+    Above ``ANTICOAG_INR_IMPORT_BACKGROUND_ROWS`` data rows the request stores the file here and answers at
+    once; a Celery task runs :func:`anticoag.inr.inr_import_csv` on ``content`` — all or nothing, as a small
+    import — and writes its progress (``rows_done`` of ``rows_total`` in each phase) and then its result.
+    The admin and ``GET /api/v1/inr-imports/{id}/`` show both.
+    """
+
+    clinic = models.ForeignKey("patients.Clinic", on_delete=models.PROTECT, related_name="inr_imports")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    file_name = models.CharField(max_length=200, blank=True)
+    content = models.BinaryField(help_text="The uploaded file as received (it carries MRNs: shown to nobody).")
+    phase = models.CharField(max_length=12, choices=InrImportPhase.choices, default=InrImportPhase.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
+    rows_done = models.PositiveIntegerField(default=0, help_text="Rows through the current phase.")
+    imported = models.PositiveIntegerField(default=0)
+    patients = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="Refused rows: row, field, message.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "INR import"
+
+    def __str__(self) -> str:
+        return f"INR import {self.pk} ({self.get_phase_display()})"
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (InrImportPhase.DONE, InrImportPhase.FAILED)

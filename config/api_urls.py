@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from anticoag.api import InrImportApi, InrReadingViewSet, PlanViewSet
+from anticoag.api import InrImportApi, InrImportStatusApi, InrReadingViewSet, PlanViewSet
 from anticoag.procedure_api import ProcedureViewSet
 from patients.api import EpisodeViewSet, PatientViewSet
 from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
@@ -50,6 +50,7 @@ urlpatterns = [
     path("auth/token/", AuthTokenApi.as_view(), name="api-auth-token"),
     # Before the router, whose detail route would otherwise take "import" for an id.
     path("inr-readings/import/", InrImportApi.as_view(), name="api-inr-reading-import"),
+    path("inr-imports/<str:id>/", InrImportStatusApi.as_view(), name="api-inr-import-status"),
     path("patients/<str:id>/fhir/", PatientFhirApi.as_view(), name="api-patient-fhir"),
     re_path(r"^calendar/(?P<token>[A-Za-z0-9_\-]{1,200})\.ics$", CalendarIcsApi.as_view(), name="api-calendar-ics"),
     *exports,
