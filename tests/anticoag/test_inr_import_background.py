@@ -16,7 +16,13 @@ from anticoag.imports import ImportStarted, inr_import_run, inr_import_start
 from anticoag.models import InrImport, InrImportPhase, InrReading
 from tests.api.conftest import client_for, make_clinic
 from tests.factories import PatientFactory
-from tests.scheduling.conftest import broker, smtp_server, wait_for, worker_process  # noqa: F401 (fixtures)
+from tests.scheduling import conftest as scheduling_fixtures
+from tests.scheduling.conftest import wait_for
+
+# The real Redis broker, SMTP server and Celery worker subprocesses of the reminder tests.
+broker = scheduling_fixtures.broker
+smtp_server = scheduling_fixtures.smtp_server
+worker_process = scheduling_fixtures.worker_process
 
 ROWS, PATIENTS = 3000, 10
 
