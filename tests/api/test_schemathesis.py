@@ -151,6 +151,12 @@ REJECTED_POSITIVE_FALSE_POSITIVES: dict[str, str] = {
 EXAMPLES: dict[tuple[str, str], str] = {}
 
 
+def _judged(operation: str, label: str) -> bool:
+    if label == "GET /api/v1/":  # list operations only: their path ends in "/" and names no record
+        return operation.startswith(label) and operation.endswith("/") and "{" not in operation
+    return operation == label
+
+
 def _record(failures: Counter, label: str, failure, case, response) -> None:
     failures[(label, failure.title)] += 1
     EXAMPLES.setdefault(
@@ -227,6 +233,6 @@ def test_all_checks_for_each_role_find_no_server_error_and_no_accepted_invalid_r
         key
         for key in failures
         if key[1] == "Schema-valid request rejected"
-        and any(key[0].startswith(prefix) for prefix in REJECTED_POSITIVE_FALSE_POSITIVES)
+        and any(_judged(key[0], label) for label in REJECTED_POSITIVE_FALSE_POSITIVES)
     }
     assert not set(failures) - judged - set(accepted), report
