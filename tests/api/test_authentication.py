@@ -25,6 +25,7 @@ PROTECTED = [
     ("POST", "/api/v1/inr-readings/"),
     ("GET", "/api/v1/inr-readings/{id}/"),
     ("POST", "/api/v1/inr-readings/import/"),
+    ("GET", "/api/v1/inr-imports/{id}/"),
     ("GET", "/api/v1/follow-ups/"),
     ("GET", "/api/v1/follow-ups/{id}/"),
     ("POST", "/api/v1/follow-ups/{id}/complete/"),

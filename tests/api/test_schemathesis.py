@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from anticoag.models import InrImport
 from anticoag.procedure_services import procedure_record
 from config.wsgi import application
 from patients.choices import Role
@@ -95,6 +96,7 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
             patient=a.patient, scheduled_on=a.episode.diagnosed_on + timedelta(days=7), kind="dental",
             bleed_risk="low", agent="warfarin",
         ).pk,
+        "/api/v1/inr-imports/": InrImport.objects.create(clinic=a.clinic, uploaded_by=user, content=b"").pk,
     }  # fmt: skip
     known["/api/v1/calendar-feeds/"] = calendar_feed_create(user=user)[0].pk  # fuzzed DELETEs revoke this one
     _, feed_token = calendar_feed_create(user=user)  # and the .ics is read through this one
