@@ -21,7 +21,13 @@ from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, PermissionDenied, ValidationError
@@ -476,7 +482,12 @@ class InrImportStatusApi(StrictQueryParamsMixin, APIView):
     permission_classes = [RolePermission]
     required_permissions = [ADD_PERMISSION]
 
-    @extend_schema(operation_id="inr_imports_retrieve", responses={200: IMPORT_STATUS})
+    @extend_schema(
+        operation_id="inr_imports_retrieve",
+        tags=["inr-readings"],
+        parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Import id.")],
+        responses={200: IMPORT_STATUS},
+    )
     def get(self, request: Request, id: str) -> Response:
         pk = valid_id_or_404(id)
         jobs = scope_to_user_clinics(InrImport.objects.all(), request.user)

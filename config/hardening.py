@@ -65,6 +65,8 @@ class NoStoreMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         user = getattr(request, "user", None)
+        if "no-store" in response.get("Cache-Control", ""):
+            return response  # the view said so already, perhaps with more (a feed's "private, no-store")
         if request.path.startswith(self.PREFIXES) or (user is not None and user.is_authenticated):
             patch_cache_control(response, no_store=True, no_cache=True, must_revalidate=True, private=True)
             patch_cache_control(response, max_age=0)

@@ -23,8 +23,9 @@ from tests.api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-#: Token, clinics, permissions (user, groups), the log row, the cursor, the log's completion.
-QUERIES = 7
+#: Token, the token user's lock-out check, clinics, permissions (user, groups), the log row, the cursor, the
+#: log's completion.
+QUERIES = 8
 
 
 def add_readings(patient, first: int, last: int) -> None:
