@@ -243,3 +243,15 @@ def safe_date_loaders(sender, connection, **kwargs) -> None:
     adapters.register_loader("timestamptz", loader)
     adapters.register_loader("timestamp", SafeTimestampLoader)
     adapters.register_loader("date", SafeDateLoader)
+
+
+def schema_query_strings_not_empty(result, generator, request, public):
+    """drf-spectacular post-processing: a string query parameter must not be empty (``?mrn=`` is a 400, see
+    :class:`config.rest.StrictQueryParamsMixin`), so the schema says ``minLength: 1``."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "query" and schema.get("type") == "string" and "enum" not in schema:
+                    schema.setdefault("minLength", 1)
+    return result

@@ -466,3 +466,7 @@ MIDDLEWARE.insert(
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["config.hardening.LimitedJSONParser"]
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"][0] = "config.hardening.ExpiringTokenAuthentication"
 AXES_HANDLER = "config.hardening.ClinicAxesHandler"
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    *SPECTACULAR_SETTINGS.get("POSTPROCESSING_HOOKS", ["drf_spectacular.hooks.postprocess_schema_enums"]),
+    "config.hardening.schema_query_strings_not_empty",
+]

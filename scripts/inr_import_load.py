@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,7 +26,8 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-PASSWORD = "load-test-password-2026"
+#: A throw-away password for the throw-away nurse of this run (never a fixed string in the repository).
+PASSWORD = secrets.token_urlsafe(16)
 
 
 def free_port() -> int:
