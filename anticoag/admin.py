@@ -562,10 +562,10 @@ class WarfarinDoseAdmin(ClinicScopedAdmin):
 
 
 from . import procedure_admin  # noqa: E402,F401  (§8 procedures: own module)
+
 # =============================================================================================================
 # Background INR imports (issue 13): progress, then the result, of an import too large for one request.
 # =============================================================================================================
-
 from .imports import ImportStarted, inr_import_start  # noqa: E402
 from .models import InrImport  # noqa: E402
 

@@ -222,6 +222,8 @@ class WarfarinDose(models.Model):
 
 
 from .procedure_models import Procedure, ProcedureDecision  # noqa: E402,F401  (§8 procedures; own module)
+
+
 class InrImportPhase(models.TextChoices):
     QUEUED = "queued", "Queued"
     VALIDATING = "validating", "Checking rows"

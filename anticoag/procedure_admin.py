@@ -17,7 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from patients.admin import ClinicScopedAdmin
+from patients.admin import ClinicScopedAdmin, ClinicScopedTabularInline
 from patients.models import Patient
 from patients.scoping import scope_to_user_clinics
 
@@ -102,7 +102,7 @@ class ProcedureForm(forms.ModelForm):
             self._update_errors(exc)
 
 
-class ProcedureDecisionInline(admin.TabularInline):
+class ProcedureDecisionInline(ClinicScopedTabularInline):
     model = ProcedureDecision
     extra = 0
     can_delete = False

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduling', '0002_reminder_superseded_backoff_counters'),
+        ('scheduling', '0003_followup_procedure_kinds'),
     ]
 
     operations = [
