@@ -1,0 +1,282 @@
+"""Warfarin tablets: a weekly dose as a day-by-day schedule of the tablets a clinic stocks.
+
+Pure Python, no Django import (like :mod:`anticoag.monitoring`). The rules are the clinic practice of the
+clinical reference, §4 "Warfarin tablets and the patient's dosing schedule (rev 2)":
+
+* whole tablets, or half tablets where the clinic allows them, of the strengths the clinic stocks only;
+* the daily doses of a week differ by at most one **step**;
+* at most two strengths on any day;
+* the larger doses spread through the week, not bunched;
+* when the weekly dose cannot be made exactly, the nearest achievable weekly dose is proposed and the
+  difference shown;
+* a suggestion never changes the weekly dose by more than the clinic's guardrail (20 % by default).
+
+Choices made here where the reference is silent (each is clinic practice, not a guideline):
+
+* A **step** is the smallest piece the clinic can hand out: its smallest strength, or half of it when halves
+  are allowed (UK 0.5/1/3/5 mg: 0.5 mg, or 0.25 mg with halves; US 1…10 mg: 1 mg, or 0.5 mg with halves).
+  Daily doses are whole multiples of the step.
+* A day uses the fewest tablets that make its dose, then the fewest halves, then the larger strengths; never
+  more than one half tablet of a strength, and never more than :data:`MAX_PIECES_PER_DAY` tablets.
+* A day without warfarin (0 mg) is allowed when the weekly dose is too small for a tablet every day.
+* Between two achievable weekly doses equally near the suggestion, the lower one is proposed.
+* The week starts on Monday; the larger days fall on the days Bresenham's line would pick (one larger day:
+  Sunday; three: Wednesday, Friday, Sunday), so they are spread evenly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from itertools import combinations
+
+#: Where these rules come from (shown with every schedule).
+SOURCE = 'clinical reference §4 "Warfarin tablets and the patient\'s dosing schedule" (rev 2): clinic practice'
+
+#: Strength sets named in the reference (mg).
+UK_STRENGTHS: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("1"), Decimal("3"), Decimal("5"))
+US_STRENGTHS: tuple[Decimal, ...] = tuple(Decimal(s) for s in ("1", "2", "2.5", "3", "4", "5", "6", "7.5", "10"))
+
+#: The manufacturers' tablet colours of those strengths (clinic setting; shown on the patient's letter).
+UK_COLOURS: dict[str, str] = {"0.5": "white", "1": "brown", "3": "blue", "5": "pink"}
+US_COLOURS: dict[str, str] = {
+    "1": "pink",
+    "2": "lavender",
+    "2.5": "green",
+    "3": "tan",
+    "4": "blue",
+    "5": "peach",
+    "6": "teal",
+    "7.5": "yellow",
+    "10": "white",
+}
+
+#: Default guardrail: a suggestion never changes the weekly dose by more than this (reference §4).
+DEFAULT_GUARDRAIL_PERCENT = 20
+
+#: A day never asks for more tablets than this (halves count as one tablet). Clinic practice.
+MAX_PIECES_PER_DAY = 6
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True)
+class Tablets:
+    """The tablets a clinic stocks: strengths in mg, and whether a tablet may be halved."""
+
+    strengths: tuple[Decimal, ...]
+    halves_allowed: bool = False
+
+    def __post_init__(self) -> None:
+        strengths = tuple(sorted({Decimal(str(s)) for s in self.strengths}))
+        if not strengths or any(s <= 0 for s in strengths):
+            raise ValueError("At least one tablet strength, each above 0 mg.")
+        object.__setattr__(self, "strengths", strengths)
+
+    @property
+    def step(self) -> Decimal:
+        """The smallest piece: the smallest strength, halved when halves are allowed."""
+        smallest = self.strengths[0]
+        return smallest / 2 if self.halves_allowed else smallest
+
+
+@dataclass(frozen=True)
+class DayDose:
+    """One day: its dose in mg and the tablets that make it, as (strength mg, count) with count 0.5 steps."""
+
+    weekday: int  # 0 = Monday
+    dose_mg: Decimal
+    tablets: tuple[tuple[Decimal, Decimal], ...]
+
+    @property
+    def pieces(self) -> int:
+        return sum(int(count) + (1 if count % 1 else 0) for _, count in self.tablets)
+
+    def as_dict(self) -> dict:
+        return {
+            "weekday": self.weekday,
+            "day": WEEKDAYS[self.weekday],
+            "dose_mg": _text(self.dose_mg),
+            "tablets": [{"strength_mg": _text(s), "count": _text(c)} for s, c in self.tablets],
+        }
+
+
+@dataclass(frozen=True)
+class WeeklySchedule:
+    """A week of doses: what was asked, what the tablets make, and the difference (achieved − requested)."""
+
+    requested_mg: Decimal
+    weekly_mg: Decimal
+    days: tuple[DayDose, ...]
+    step_mg: Decimal
+    source: str = SOURCE
+
+    @property
+    def difference_mg(self) -> Decimal:
+        return self.weekly_mg - self.requested_mg
+
+    @property
+    def exact(self) -> bool:
+        return self.difference_mg == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "requested_mg": _text(self.requested_mg),
+            "weekly_mg": _text(self.weekly_mg),
+            "difference_mg": _text(self.difference_mg),
+            "exact": self.exact,
+            "step_mg": _text(self.step_mg),
+            "days": [d.as_dict() for d in self.days],
+            "source": self.source,
+        }
+
+
+def _text(value: Decimal) -> str:
+    """A Decimal without trailing zeros or exponent ("2.5", "5", "0.25")."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def _frac(value: Decimal) -> Fraction:
+    return Fraction(value)
+
+
+def _dec(value: Fraction) -> Decimal:
+    return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def _day_options(tablets: Tablets, max_dose: Fraction) -> dict[Fraction, tuple[tuple[Fraction, Fraction], ...]]:
+    """Every daily dose up to ``max_dose`` that ≤ 2 strengths make, with its best combination.
+
+    Best = fewest tablets, then fewest halves, then the larger strengths. A count is in halves when halves are
+    allowed; at most one half tablet per strength (a patient never takes two halves of the same tablet)."""
+    unit = Fraction(1, 2) if tablets.halves_allowed else Fraction(1)
+    strengths = [_frac(s) for s in tablets.strengths]
+    best: dict[Fraction, tuple[tuple, tuple[tuple[Fraction, Fraction], ...]]] = {Fraction(0): ((0, 0, ()), ())}
+
+    def counts(strength: Fraction):
+        n = 1
+        while True:
+            count = n * unit
+            pieces = int(count) + (1 if count % 1 else 0)
+            if pieces > MAX_PIECES_PER_DAY or count * strength > max_dose:
+                return
+            yield count, pieces
+            n += 1
+
+    for pair_size in (1, 2):
+        for pair in combinations(sorted(strengths, reverse=True), pair_size):
+            options = [list(counts(s)) for s in pair]
+            stack: list[tuple[int, Fraction, int, int, tuple]] = [(0, Fraction(0), 0, 0, ())]
+            while stack:
+                index, dose, pieces, halves, used = stack.pop()
+                if index == len(pair):
+                    key = (pieces, halves, tuple(-s for s, _ in used))
+                    known = best.get(dose)
+                    if known is None or key < known[0]:
+                        best[dose] = (key, used)
+                    continue
+                for count, count_pieces in options[index]:
+                    total_pieces = pieces + count_pieces
+                    if total_pieces > MAX_PIECES_PER_DAY:
+                        break
+                    stack.append(
+                        (
+                            index + 1,
+                            dose + count * pair[index],
+                            total_pieces,
+                            halves + (1 if count % 1 else 0),
+                            (*used, (pair[index], count)),
+                        )
+                    )
+    return {dose: used for dose, (_, used) in best.items()}
+
+
+def _larger_days(count: int) -> list[int]:
+    """Which weekdays (0 = Monday) take the larger dose: ``count`` of 7, spread evenly, Sunday first."""
+    return [i for i in range(7) if ((i + 1) * count) // 7 > (i * count) // 7]
+
+
+def weekly_schedule(
+    *,
+    weekly_mg: Decimal | float | str,
+    tablets: Tablets,
+    lowest_mg: Decimal | float | str | None = None,
+    highest_mg: Decimal | float | str | None = None,
+) -> WeeklySchedule:
+    """The week of tablets nearest to ``weekly_mg``.
+
+    ``lowest_mg``/``highest_mg`` (optional) bound the weekly doses that may be proposed (the guardrail: see
+    :func:`guardrail_bounds`); when nothing achievable lies between them, the nearest achievable dose to the
+    bounds is proposed all the same, and its difference shows. Raises ``ValueError`` for a negative dose.
+    """
+    requested = Decimal(str(weekly_mg))
+    if requested < 0:
+        raise ValueError("The weekly dose cannot be negative.")
+    target = _frac(requested)
+    step = _frac(tablets.step)
+    # Daily doses up to a little above the daily average are enough to reach every candidate week.
+    max_daily = target / 7 + 2 * step + _frac(tablets.strengths[-1])
+    options = _day_options(tablets, max_daily)
+    low = _frac(Decimal(str(lowest_mg))) if lowest_mg is not None else None
+    high = _frac(Decimal(str(highest_mg))) if highest_mg is not None else None
+
+    candidates: list[tuple[Fraction, Fraction, int]] = []  # (weekly, base daily, larger days)
+    base = Fraction(0)
+    while base <= max_daily:
+        if base in options:
+            candidates.append((7 * base, base, 0))
+            if base + step in options:
+                candidates.extend((7 * base + k * step, base, k) for k in range(1, 7))
+        base += step
+
+    def distance(candidate: tuple[Fraction, Fraction, int]) -> tuple:
+        weekly = candidate[0]
+        outside = (low is not None and weekly < low) or (high is not None and weekly > high)
+        bound_gap = Fraction(0)
+        if low is not None and weekly < low:
+            bound_gap = low - weekly
+        if high is not None and weekly > high:
+            bound_gap = weekly - high
+        # Inside the bounds first, then nearest the request, then the lower dose.
+        return (outside, bound_gap, abs(weekly - target), weekly)
+
+    weekly, base, larger = min(candidates, key=distance)
+    larger_days = set(_larger_days(larger))
+    days = []
+    for weekday in range(7):
+        dose = base + step if weekday in larger_days else base
+        used = tuple(sorted(((_dec(s), _dec(c)) for s, c in options[dose]), reverse=True))
+        days.append(DayDose(weekday=weekday, dose_mg=_dec(dose), tablets=used))
+    return WeeklySchedule(requested_mg=requested, weekly_mg=_dec(weekly), days=tuple(days), step_mg=_dec(step))
+
+
+def guardrail_bounds(
+    *, current_mg: Decimal | float | str, percent: Decimal | float | int = DEFAULT_GUARDRAIL_PERCENT
+) -> tuple[Decimal, Decimal]:
+    """The weekly doses a suggestion may reach from ``current_mg``: ± ``percent`` (reference §4, 20 %)."""
+    current = Decimal(str(current_mg))
+    share = Decimal(str(percent)) / 100
+    return current * (1 - share), current * (1 + share)
+
+
+def change_percent(*, current_mg: Decimal | float | str | None, new_mg: Decimal | float | str) -> Decimal | None:
+    """The change from the current weekly dose, in percent to one decimal; ``None`` without a current dose."""
+    if current_mg in (None, "") or Decimal(str(current_mg)) == 0:
+        return None
+    current = Decimal(str(current_mg))
+    return ((Decimal(str(new_mg)) - current) * 100 / current).quantize(Decimal("0.1"))
+
+
+def within_guardrail(
+    *,
+    current_mg: Decimal | float | str | None,
+    new_mg: Decimal | float | str,
+    percent: Decimal | float | int = DEFAULT_GUARDRAIL_PERCENT,
+) -> bool:
+    """True when ``new_mg`` is within ± ``percent`` of the current dose (always true without a current dose)."""
+    if current_mg in (None, "") or Decimal(str(current_mg)) == 0:
+        return True
+    low, high = guardrail_bounds(current_mg=current_mg, percent=percent)
+    return low <= Decimal(str(new_mg)) <= high
