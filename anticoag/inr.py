@@ -234,11 +234,15 @@ def dose_record(
     next_inr_on: date | None = None,
     decided_by,
     note: str = "",
+    schedule: dict | None = None,
+    change_reason: str = "",
+    beyond_guardrail: bool = False,
 ) -> WarfarinDose:
     """Record the warfarin dose as given, and whether it followed the suggestion (same weekly dose to 0.1 mg).
 
     A clinician accepts or changes the suggestion; both are kept. ``next_inr_on``, when given, is the
-    clinician's date for the next INR: scheduling moves the open INR test to it.
+    clinician's date for the next INR: scheduling moves the open INR test to it. ``schedule``,
+    ``change_reason`` and ``beyond_guardrail`` are the dosing decision's (:func:`anticoag.dosing.dose_decide`).
     """
     weekly = _decimal(weekly_dose_mg, "weekly_dose_mg")
     suggested = None
@@ -255,6 +259,9 @@ def dose_record(
         next_inr_on=next_inr_on,
         decided_by=decided_by,
         note=note or "",
+        schedule=schedule or {},
+        change_reason=change_reason or "",
+        beyond_guardrail=beyond_guardrail,
     )
     errors: dict[str, str] = {}
     if inr_reading is not None:

@@ -34,6 +34,7 @@ from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, 
 
 from . import dashboard, views
 from .procedure_page import procedure_patient_page_context
+from .patient_dosing import patient_dosing_context, patient_dosing_urls
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -237,6 +238,7 @@ class PatientPageAdmin(PatientAdmin):
                 wrap(self.complete_follow_up_view),
                 name="patients_patient_follow_up_done",
             ),
+            *patient_dosing_urls(self),
             *super().get_urls(),
         ]
 
@@ -276,7 +278,7 @@ class PatientPageAdmin(PatientAdmin):
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
-        return {"patient_page": page, "patient_obj": patient}
+        return {"patient_page": page, "patient_obj": patient, **patient_dosing_context(request, patient, context)}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:
         return get_object_or_404(self.get_queryset(request), pk=unquote(object_id))

@@ -6,6 +6,7 @@ Pure tests: no database.
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -58,7 +59,7 @@ def _check(schedule, tablets: Tablets) -> None:
     # would allow otherwise (with at most 3 larger days, none are adjacent).
     larger = [i for i, d in enumerate(doses) if d > min(doses)]
     if len(larger) <= 3:
-        assert all(b - a > 1 for a, b in zip(larger, larger[1:], strict=False))
+        assert all(b - a > 1 for a, b in pairwise(larger))
 
 
 @settings(max_examples=300, deadline=None)
