@@ -14,6 +14,7 @@ The decision is the existing :class:`anticoag.models.WarfarinDose` record, with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from django.db import transaction
 from patients.models import Clinic, Patient, parse_tablet_colours, parse_tablet_strengths
 
 from . import tablets as tablet_rules
-from .inr import clinic_today, dose_record, inr_advice_for_patient
+from .inr import clinic_today, dose_record, inr_advice_for_patient, inr_advice_for_patients
 from .models import InrReading, WarfarinDose
 
 _TENTH = Decimal("0.1")
@@ -63,6 +64,20 @@ def dose_suggestion_for_patient(*, patient: Patient) -> dict[str, Any] | None:
     advice = inr_advice_for_patient(patient=patient)
     if advice is None:
         return None
+    decided = (
+        WarfarinDose.objects.filter(patient=patient, inr_reading_id=advice["latest_reading_id"]).order_by("-pk").first()
+    )
+    return _suggestion(patient, advice, decided)
+
+
+def dose_suggestions_for_patients(*, patients: Sequence[Patient]) -> dict[int, dict[str, Any]]:
+    """:func:`dose_suggestion_for_patient` for many patients (with their clinic), in a constant number of
+    queries (the Today list). ``decided`` is not read: the list shows results still awaiting a decision."""
+    advice = inr_advice_for_patients(patients=patients)
+    return {patient.pk: _suggestion(patient, advice[patient.pk], None) for patient in patients if patient.pk in advice}
+
+
+def _suggestion(patient: Patient, advice: dict[str, Any], decided: WarfarinDose | None) -> dict[str, Any]:
     clinic = patient.clinic
     guardrail = clinic.dose_guardrail_percent
     current = advice["weekly_dose_mg"]
@@ -85,9 +100,6 @@ def dose_suggestion_for_patient(*, patient: Patient) -> dict[str, Any] | None:
     if not hold_doses and advice["hold_until"] == "inr_in_range":
         # "Hold until INR 2–3" (INR ≥ 5.0) with a retest in 1–3 days: the doses until that retest are held.
         hold_doses = min(7, max(1, (next_test_on - clinic_today(clinic)).days))
-    decided = (
-        WarfarinDose.objects.filter(patient=patient, inr_reading_id=advice["latest_reading_id"]).order_by("-pk").first()
-    )
     return {
         "reading_id": advice["latest_reading_id"],
         "latest_inr": advice["latest_inr"],

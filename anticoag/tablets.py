@@ -27,8 +27,8 @@ Choices made here where the reference is silent (each is clinic practice, not a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
-from fractions import Fraction
+from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 from itertools import combinations
 
 #: Where these rules come from (shown with every schedule).
@@ -72,6 +72,8 @@ class Tablets:
         strengths = tuple(sorted({Decimal(str(s)) for s in self.strengths}))
         if not strengths or any(s <= 0 for s in strengths):
             raise ValueError("At least one tablet strength, each above 0 mg.")
+        if any((s * 100) % 1 for s in strengths):
+            raise ValueError("Tablet strengths are given to 0.01 mg at most.")
         object.__setattr__(self, "strengths", strengths)
 
     @property
@@ -138,56 +140,64 @@ def _text(value: Decimal) -> str:
     return text
 
 
-def _frac(value: Decimal) -> Fraction:
-    return Fraction(value)
+#: Internal unit: 1/200 mg, so that any strength to 0.01 mg and its half are whole numbers of units.
+_SCALE = 200
 
 
-def _dec(value: Fraction) -> Decimal:
-    return Decimal(value.numerator) / Decimal(value.denominator)
+def _units(value: Decimal) -> int:
+    return int((value * _SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-def _day_options(tablets: Tablets, max_dose: Fraction) -> dict[Fraction, tuple[tuple[Fraction, Fraction], ...]]:
-    """Every daily dose up to ``max_dose`` that ≤ 2 strengths make, with its best combination.
+def _mg(units: int) -> Decimal:
+    return (Decimal(units) / _SCALE).normalize()
+
+
+@lru_cache(maxsize=512)
+def _day_options(tablets: Tablets, max_dose: int) -> dict[int, tuple[tuple[int, int], ...]]:
+    """Every daily dose (units) up to ``max_dose`` that ≤ 2 strengths make, with its best combination as
+    (strength units, count in halves).
 
     Best = fewest tablets, then fewest halves, then the larger strengths. A count is in halves when halves are
     allowed; at most one half tablet per strength (a patient never takes two halves of the same tablet)."""
-    unit = Fraction(1, 2) if tablets.halves_allowed else Fraction(1)
-    strengths = [_frac(s) for s in tablets.strengths]
-    best: dict[Fraction, tuple[tuple, tuple[tuple[Fraction, Fraction], ...]]] = {Fraction(0): ((0, 0, ()), ())}
+    halves_step = 1 if tablets.halves_allowed else 2  # counts are in half tablets
+    strengths = [_units(s) for s in tablets.strengths]
+    best: dict[int, tuple[tuple, tuple[tuple[int, int], ...]]] = {0: ((0, 0, ()), ())}
 
-    def counts(strength: Fraction):
-        n = 1
+    def counts(strength: int) -> list[tuple[int, int, int]]:
+        """(halves, pieces, amount) for 1, 2, … tablets (or halves) of a strength, within the limits."""
+        found = []
+        halves = halves_step
         while True:
-            count = n * unit
-            pieces = int(count) + (1 if count % 1 else 0)
-            if pieces > MAX_PIECES_PER_DAY or count * strength > max_dose:
-                return
-            yield count, pieces
-            n += 1
+            pieces = halves // 2 + halves % 2
+            amount = halves * strength // 2
+            if pieces > MAX_PIECES_PER_DAY or amount > max_dose:
+                return found
+            found.append((halves, pieces, amount))
+            halves += halves_step
 
+    options = {strength: counts(strength) for strength in strengths}
     for pair_size in (1, 2):
         for pair in combinations(sorted(strengths, reverse=True), pair_size):
-            options = [list(counts(s)) for s in pair]
-            stack: list[tuple[int, Fraction, int, int, tuple]] = [(0, Fraction(0), 0, 0, ())]
+            stack: list[tuple[int, int, int, int, tuple]] = [(0, 0, 0, 0, ())]
             while stack:
-                index, dose, pieces, halves, used = stack.pop()
+                index, dose, pieces, halves_used, used = stack.pop()
                 if index == len(pair):
-                    key = (pieces, halves, tuple(-s for s, _ in used))
+                    key = (pieces, halves_used, tuple(-strength for strength, _ in used))
                     known = best.get(dose)
                     if known is None or key < known[0]:
                         best[dose] = (key, used)
                     continue
-                for count, count_pieces in options[index]:
-                    total_pieces = pieces + count_pieces
-                    if total_pieces > MAX_PIECES_PER_DAY:
+                strength = pair[index]
+                for halves, count_pieces, amount in options[strength]:
+                    if pieces + count_pieces > MAX_PIECES_PER_DAY:
                         break
                     stack.append(
                         (
                             index + 1,
-                            dose + count * pair[index],
-                            total_pieces,
-                            halves + (1 if count % 1 else 0),
-                            (*used, (pair[index], count)),
+                            dose + amount,
+                            pieces + count_pieces,
+                            halves_used + halves % 2,
+                            (*used, (strength, halves)),
                         )
                     )
     return {dose: used for dose, (_, used) in best.items()}
@@ -212,44 +222,43 @@ def weekly_schedule(
     bounds is proposed all the same, and its difference shows. Raises ``ValueError`` for a negative dose.
     """
     requested = Decimal(str(weekly_mg))
-    if requested < 0:
+    if not requested.is_finite() or requested < 0:
         raise ValueError("The weekly dose cannot be negative.")
-    target = _frac(requested)
-    step = _frac(tablets.step)
-    # Daily doses up to a little above the daily average are enough to reach every candidate week.
-    max_daily = target / 7 + 2 * step + _frac(tablets.strengths[-1])
-    options = _day_options(tablets, max_daily)
-    low = _frac(Decimal(str(lowest_mg))) if lowest_mg is not None else None
-    high = _frac(Decimal(str(highest_mg))) if highest_mg is not None else None
+    target = _units(requested)
+    step = _units(tablets.step)
+    low = _units(Decimal(str(lowest_mg))) if lowest_mg is not None else None
+    high = _units(Decimal(str(highest_mg))) if highest_mg is not None else None
+    # Daily doses up to a little above the daily average (of the request or the upper bound) reach every
+    # candidate week. Rounded up to a multiple of 5 mg so that nearby requests share the cached day options.
+    reach = max(target, high or 0) // 7 + 2 * step + _units(tablets.strengths[-1])
+    reach = -(-reach // (5 * _SCALE)) * (5 * _SCALE)
+    options = _day_options(tablets, reach)
 
-    candidates: list[tuple[Fraction, Fraction, int]] = []  # (weekly, base daily, larger days)
-    base = Fraction(0)
-    while base <= max_daily:
+    candidates: list[tuple[int, int, int]] = []  # (weekly, base daily, larger days)
+    for base in range(0, reach + 1, step):
         if base in options:
             candidates.append((7 * base, base, 0))
             if base + step in options:
                 candidates.extend((7 * base + k * step, base, k) for k in range(1, 7))
-        base += step
 
-    def distance(candidate: tuple[Fraction, Fraction, int]) -> tuple:
+    def distance(candidate: tuple[int, int, int]) -> tuple:
         weekly = candidate[0]
-        outside = (low is not None and weekly < low) or (high is not None and weekly > high)
-        bound_gap = Fraction(0)
+        gap = 0
         if low is not None and weekly < low:
-            bound_gap = low - weekly
+            gap = low - weekly
         if high is not None and weekly > high:
-            bound_gap = weekly - high
+            gap = weekly - high
         # Inside the bounds first, then nearest the request, then the lower dose.
-        return (outside, bound_gap, abs(weekly - target), weekly)
+        return (gap, abs(weekly - target), weekly)
 
     weekly, base, larger = min(candidates, key=distance)
     larger_days = set(_larger_days(larger))
     days = []
     for weekday in range(7):
         dose = base + step if weekday in larger_days else base
-        used = tuple(sorted(((_dec(s), _dec(c)) for s, c in options[dose]), reverse=True))
-        days.append(DayDose(weekday=weekday, dose_mg=_dec(dose), tablets=used))
-    return WeeklySchedule(requested_mg=requested, weekly_mg=_dec(weekly), days=tuple(days), step_mg=_dec(step))
+        used = tuple(sorted(((_mg(strength), Decimal(halves) / 2) for strength, halves in options[dose]), reverse=True))
+        days.append(DayDose(weekday=weekday, dose_mg=_mg(dose), tablets=used))
+    return WeeklySchedule(requested_mg=requested, weekly_mg=_mg(weekly), days=tuple(days), step_mg=_mg(step))
 
 
 def guardrail_bounds(
