@@ -149,7 +149,8 @@ def _units(value: Decimal) -> int:
 
 
 def _mg(units: int) -> Decimal:
-    return (Decimal(units) / _SCALE).normalize()
+    """Units → mg without trailing zeros or exponent (10, not 1E+1; 2.5, not 2.500)."""
+    return Decimal(format((Decimal(units) / _SCALE).normalize(), "f"))
 
 
 @lru_cache(maxsize=512)
