@@ -109,6 +109,7 @@ def _context(reminder: Reminder) -> dict:
         context |= {
             "items": [_item(follow_up) for follow_up in follow_ups],
             "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS,
+            "reason": reminder.reason,
         }
     else:
         patient = None
