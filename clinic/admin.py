@@ -29,6 +29,7 @@ from django.utils.http import urlencode
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
 from patients.admin import ClinicScopedAdmin, PatientAdmin
+from patients.choices import Role
 from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
@@ -330,3 +331,25 @@ admin.site.register(Patient, PatientPageAdmin)
 # The admin home is the clinic dashboard. A named template rather than an ``admin/index.html`` override, so
 # it does not depend on this app's place in INSTALLED_APPS relative to django.contrib.admin.
 admin.site.index_template = "admin/clinic/index.html"
+
+
+# A nurse lands on Today after logging in (unless the login was for a particular page).
+_admin_login = admin.site.login
+
+
+def login_landing_on_today(request: HttpRequest, extra_context: dict | None = None):
+    """The admin's login; a nurse who logged in without asking for a particular page goes to Today."""
+    response = _admin_login(request, extra_context)
+    wanted = request.POST.get("next") or request.GET.get("next") or ""
+    if (
+        request.method == "POST"
+        and response.status_code == 302
+        and request.user.is_authenticated
+        and wanted in ("", reverse("admin:index"))
+        and request.user.groups.filter(name=Role.NURSE).exists()
+    ):
+        return HttpResponseRedirect(reverse("clinic:today"))
+    return response
+
+
+admin.site.login = login_landing_on_today
