@@ -33,9 +33,10 @@ from patients.choices import Role
 from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
-from . import dashboard, views
+from . import dashboard, patient_list, views
 from .procedure_page import procedure_patient_page_context
 from .patient_dosing import patient_dosing_context, patient_dosing_urls
+from .patient_list import PatientListColumns
 
 
 class MineFilter(admin.SimpleListFilter):
@@ -223,8 +224,9 @@ class ReminderAdmin(ClinicScopedAdmin):
 # =============================================================================================================
 
 
-class PatientPageAdmin(PatientAdmin):
+class PatientPageAdmin(PatientListColumns, PatientAdmin):
     change_form_template = "admin/patients/patient/change_form.html"
+    list_display = [*PatientAdmin.list_display, *patient_list.COLUMNS]  # clinic/patient_list.py
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The page reads the clinic (its time zone) and the primary nurse: fetch them with the patient.

@@ -132,6 +132,13 @@ def test_query_counts_are_flat(client, clinic, nina, path):
     with CaptureQueriesContext(connection) as two_hundred:
         response = client.get(path)
     assert response.status_code == 200
+    html = response.content.decode()
     if path.startswith(TODAY_URL):
-        assert response.content.decode().count('<tr id="awaiting-') == 200
+        assert html.count('<tr id="awaiting-') == 200
+    else:  # the patients list's clinical columns
+        assert "Latest INR" in html and "Next INR test" in html and "TTR (6 months)" in html
+        assert html.count("▼ 1.7</span>") == 50  # one page
+        assert html.count(f'<td class="field-next_inr">{clinic_today(clinic).isoformat()}</td>') == 50
+        # Rosendaal: 14 days in range, then 2.5 → 1.7 over 21 days is in range for 0.5/0.8 of them: 27.1/35 days.
+        assert html.count('<td class="field-ttr">78 %</td>') == 50
     assert len(two_hundred) == len(ten), [q["sql"][:120] for q in two_hundred.captured_queries]
