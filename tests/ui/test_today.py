@@ -142,3 +142,21 @@ def test_query_counts_are_flat(client, clinic, nina, path):
         # Rosendaal: 14 days in range, then 2.5 → 1.7 over 21 days is in range for 0.5/0.8 of them: 27.1/35 days.
         assert html.count('<td class="field-ttr">78 %</td>') == 50
     assert len(two_hundred) == len(ten), [q["sql"][:120] for q in two_hundred.captured_queries]
+
+
+def test_the_dashboard_shows_the_dna_rate_per_clinic(client, clinic, nina):
+    today = clinic_today(clinic)
+    patient = PatientFactory(clinic=clinic, primary_nurse=nina)
+    for index, status in enumerate(["done", "done", "done", "missed"]):
+        FollowUp.objects.create(
+            patient=patient,
+            kind=FollowUpKind.INR_TEST,
+            due_on=today - timedelta(days=10 + index),
+            status=status,
+            rule="t",
+            key=f"dna-rate-{index}",
+        )
+    client.force_login(nina)
+    html = client.get("/admin/").content.decode()
+    assert 'id="dash-dna"' in html
+    assert "<td>4</td><td>1</td>" in html and "25.0 %" in html
