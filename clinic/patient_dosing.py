@@ -16,6 +16,7 @@ Routed by :class:`clinic.admin.PatientPageAdmin` (``patient_dosing_urls``); its 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -36,6 +37,7 @@ from patients.choices import ContactKind, ContactOutcome
 from patients.models import Patient, PatientContact
 
 from . import letters
+from .dashboard import inr_shown
 from .views import DATE_INPUT, add_service_errors
 
 #: Rows of the INR history table on the patient page.
@@ -86,6 +88,7 @@ def _history(patient: Patient) -> list[dict[str, Any]]:
             "reading": reading,
             "drawn_at": reading.drawn_at.astimezone(zone),
             "position": inr_position(reading.value),
+            "inr": inr_shown(reading.value),
             "dose": doses.get(reading.pk),
         }
         for reading in readings
@@ -113,6 +116,7 @@ def patient_dosing_context(request: HttpRequest, patient: Patient, context: dict
     return {
         "dosing": {
             "suggestion": suggestion,
+            "latest_inr_shown": inr_shown(Decimal(suggestion["latest_inr"])) if suggestion else None,
             "colours": clinic_tablet_colours(patient.clinic),
             "can_decide": can_decide,
             "form": form if can_decide else None,

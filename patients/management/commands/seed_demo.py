@@ -124,6 +124,7 @@ class Command(BaseCommand):
             created = sum(self._patient(clinic, staff, number, case) for number, case in enumerate(CASES, start=1))
             # Procedures (reference §8) live in anticoag, above this app: named, not imported at module level.
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
+            import_string("clinic.demo.inr_clinic_demo_seed")(clinic=clinic, staff=staff)  # the INR clinic's day
         self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {len(CASES)} patients ({created} new)."))
         self.stdout.write(
             "Log in at /admin/ as any of: admin (administrator), clinician, nurse.ana, nurse.ben, reporting "
