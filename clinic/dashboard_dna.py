@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Count, Q
 
+from anticoag.models import WarfarinDose
 from scheduling.missed_tests import DNA_ESCALATED_RULE, DNA_RECALL_RULE
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
 
@@ -16,7 +17,8 @@ DNA_PERIOD_DAYS = 90
 
 def dna_rates(*, days: list) -> dict[str, Any]:
     """Per clinic (``days``: :class:`clinic.dashboard.ClinicDay`): INR tests due in the period and closed
-    (done or missed), how many were missed, the rate, and the open recalls. One query."""
+    (done or missed), how many were missed, the rate, and the open recalls; and the dose decisions' deviation
+    rate. Two queries."""
     if not days:
         return {}
     condition = Q()
@@ -39,9 +41,23 @@ def dna_rates(*, days: list) -> dict[str, Any]:
             ),
         )
     }
+    # Reference §4 (rev 2): "the clinic can report its deviation rate" — dose decisions that departed from
+    # a suggestion, among those made with one, over the same period.
+    since = min(day.today for day in days) - timedelta(days=DNA_PERIOD_DAYS)
+    deviations = {
+        row["patient__clinic_id"]: row
+        for row in WarfarinDose.objects.filter(
+            patient__clinic_id__in=[day.clinic.pk for day in days],
+            suggested_weekly_dose_mg__isnull=False,
+            starts_on__gt=since,
+        )
+        .values("patient__clinic_id")
+        .annotate(decided=Count("pk"), departed=Count("pk", filter=Q(followed_suggestion=False)))
+    }
     clinics = []
     for day in days:
         row = counts.get(day.clinic.pk, {"closed": 0, "missed": 0, "recalls": 0})
+        deviation = deviations.get(day.clinic.pk, {"decided": 0, "departed": 0})
         clinics.append(
             {
                 "clinic": day.clinic,
@@ -49,6 +65,11 @@ def dna_rates(*, days: list) -> dict[str, Any]:
                 "missed": row["missed"],
                 "recalls": row["recalls"],
                 "rate": (100 * row["missed"] / row["closed"]) if row["closed"] else None,
+                "decided": deviation["decided"],
+                "departed": deviation["departed"],
+                "deviation_rate": (100 * deviation["departed"] / deviation["decided"])
+                if deviation["decided"]
+                else None,
             }
         )
     after = sorted({day.clinic.dna_after_days for day in days})

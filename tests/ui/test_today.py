@@ -156,7 +156,16 @@ def test_the_dashboard_shows_the_dna_rate_per_clinic(client, clinic, nina):
             rule="t",
             key=f"dna-rate-{index}",
         )
+    for weekly, followed in (("38.5", True), ("40", False)):
+        WarfarinDose.objects.create(
+            patient=patient,
+            starts_on=today - timedelta(days=5),
+            weekly_dose_mg=Decimal(weekly),
+            suggested_weekly_dose_mg=Decimal("38.5"),
+            followed_suggestion=followed,
+        )
     client.force_login(nina)
     html = client.get("/admin/").content.decode()
     assert 'id="dash-dna"' in html
     assert "<td>4</td><td>1</td>" in html and "25.0 %" in html
+    assert "1 of 2 (50.0 %)" in html  # the deviation rate (reference §4)
