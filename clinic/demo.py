@@ -1,5 +1,6 @@
 """Demo data of the INR clinic's day (issue 14), called by ``seed_demo``: the clinic's phone and tablets, patient
-phones, and a warfarin patient whose INR of today (1.7) awaits a dosing decision on Today. Idempotent."""
+phones, and an INR history for the warfarin patient whose INR of today (1.7) awaits a dosing decision on
+Today. Idempotent; adds no patient."""
 
 from __future__ import annotations
 
@@ -9,10 +10,8 @@ from django.utils import timezone
 
 from anticoag.inr import clinic_today, dose_record, inr_reading_record
 from anticoag.models import InrReading
-from patients.choices import ContactChannel, Sex
+from patients.choices import ContactChannel
 from patients.models import Clinic, Patient
-
-DEMO_MRN = "DEMO-INR-1"
 
 
 def inr_clinic_demo_seed(*, clinic: Clinic, staff: dict) -> None:
@@ -24,23 +23,16 @@ def inr_clinic_demo_seed(*, clinic: Clinic, staff: dict) -> None:
         patient.phone = f"+33 6 00 00 {number // 100:02d} {number % 100:02d}"
         patient.preferred_contact = ContactChannel.PHONE if number % 3 else ContactChannel.TEXT
         patient.save(update_fields=["phone", "preferred_contact"])
-    if Patient.objects.filter(clinic=clinic, mrn=DEMO_MRN).exists():
+    # The warfarin story goes to the demo patient with antiphospholipid syndrome (warfarin only, reference §5),
+    # once: a maintenance history on 35 mg a week and an INR of 1.7 today, awaiting a decision on Today.
+    patient = (
+        Patient.objects.filter(clinic=clinic, episodes__risk_factors__code="antiphospholipid_syndrome")
+        .order_by("pk")
+        .first()
+    )
+    if patient is None or InrReading.objects.filter(patient=patient).exists():
         return
     today = clinic_today(clinic)
-    patient = Patient(
-        clinic=clinic,
-        mrn=DEMO_MRN,
-        given_name="Jeanne",
-        family_name="Morel",
-        date_of_birth=today.replace(year=today.year - 58, day=1),
-        sex=Sex.FEMALE,
-        primary_nurse=staff["nurse.ana"],
-        responsible_clinician=staff["clinician"],
-        phone="+33 6 00 00 99 01",
-        preferred_contact=ContactChannel.PHONE,
-    )
-    patient.full_clean()
-    patient.save()
     now = timezone.now()
     first = None
     for days, value in ((42, "2.3"), (35, "2.4"), (28, "2.6")):
@@ -53,5 +45,4 @@ def inr_clinic_demo_seed(*, clinic: Clinic, staff: dict) -> None:
         inr_reading=first,
         decided_by=staff["clinician"],
     )
-    if not InrReading.objects.filter(patient=patient, drawn_at__gte=now - timedelta(hours=12)).exists():
-        inr_reading_record(patient=patient, drawn_at=now - timedelta(hours=1), value="1.7", source="poc")
+    inr_reading_record(patient=patient, drawn_at=now - timedelta(hours=1), value="1.7", source="poc")
