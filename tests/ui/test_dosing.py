@@ -243,3 +243,27 @@ def test_contact_log(client, patient, nina):
     assert LogEntry.objects.get_for_object(contact).exists()
     html = client.get(page_url(patient)).content.decode()
     assert "Told the new dose" in html and "Reached the patient" in html
+
+
+def test_the_letter_calendar_holds_the_first_doses_and_marks_the_test_day():
+    from datetime import date
+
+    from anticoag.tablets import UK_STRENGTHS, Tablets, weekly_schedule
+    from clinic.letters import dated_days
+
+    schedule = weekly_schedule(weekly_mg="31", tablets=Tablets(UK_STRENGTHS)).as_dict()  # 4 mg Mon, 4.5 mg else
+    monday = date(2026, 12, 7)
+    days = dated_days(
+        start=monday,
+        end=monday + timedelta(days=6),
+        schedule=schedule,
+        colours={"3": "blue", "1": "brown", "0.5": "white"},
+        hold_doses=2,
+        marks={monday + timedelta(days=6): "INR test"},
+    )
+    assert [d.text for d in days] == ["No warfarin (hold)"] * 2 + ["4.5 mg"] * 5
+    assert days[0].tablets == () and days[-1].mark == "INR test"
+    assert [(t.strength, t.count, t.colour) for t in days[2].tablets] == [
+        ("3", Decimal("1"), "blue"),
+        ("0.5", Decimal("3"), "white"),
+    ]
