@@ -99,32 +99,39 @@ class Clinic(models.Model):
     staff = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="clinics", blank=True)
     # --- The INR clinic's day (issue 14; reference §4 "Warfarin tablets", rev 2) ---------------------------
     phone = models.CharField(
-        max_length=40, blank=True, help_text="The clinic's phone number, printed on the patient's dosing letter."
+        max_length=40,
+        blank=True,
+        db_default="",
+        help_text="The clinic's phone number, printed on the patient's dosing letter.",
     )
     tablet_strengths = models.CharField(
         "warfarin tablet strengths (mg)",
         max_length=100,
         default="0.5, 1, 3, 5",
+        db_default="0.5, 1, 3, 5",
         validators=[validate_tablet_strengths],
         help_text="Strengths the clinic stocks, comma-separated (UK: 0.5, 1, 3, 5; US: 1, 2, 2.5, 3, 4, 5, 6, 7.5, 10).",
     )
-    tablet_halves_allowed = models.BooleanField("half tablets allowed", default=False)
+    tablet_halves_allowed = models.BooleanField("half tablets allowed", default=False, db_default=False)
     tablet_colours = models.CharField(
         max_length=300,
         blank=True,
         default="0.5=white, 1=brown, 3=blue, 5=pink",
+        db_default="0.5=white, 1=brown, 3=blue, 5=pink",
         validators=[validate_tablet_colours],
         help_text="Colour of each strength on the patient's letter, e.g. '1=brown, 3=blue, 5=pink'.",
     )
     dose_guardrail_percent = models.PositiveSmallIntegerField(
         "dose guardrail (%)",
         default=20,
+        db_default=20,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="A suggestion never changes the weekly dose by more than this (reference §4: 20 %).",
     )
     dna_after_days = models.PositiveSmallIntegerField(
         "did not attend after (days)",
         default=7,
+        db_default=7,
         validators=[MinValueValidator(1), MaxValueValidator(60)],
         help_text="An INR test not done this many days after its due date becomes 'did not attend'.",
     )
@@ -170,9 +177,9 @@ class Patient(models.Model):
         limit_choices_to={"groups__name": "clinician"},
     )
     # Contact details: shown to staff on the patient page, never put in an e-mail.
-    phone = models.CharField(max_length=40, blank=True)
+    phone = models.CharField(max_length=40, blank=True, db_default="")
     preferred_contact = models.CharField(
-        "preferred contact channel", max_length=10, choices=ContactChannel.choices, blank=True
+        "preferred contact channel", max_length=10, choices=ContactChannel.choices, blank=True, db_default=""
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
