@@ -44,7 +44,7 @@ def clinic_tablet_colours(clinic: Clinic) -> dict[str, str]:
         colours = parse_tablet_colours(clinic.tablet_colours)
     except ValueError:
         colours = {}
-    return {tablet_rules._text(strength): colour for strength, colour in colours.items()}
+    return {tablet_rules.mg_text(strength): colour for strength, colour in colours.items()}
 
 
 def dose_schedule(*, clinic: Clinic, weekly_mg: Decimal | float | str) -> dict[str, Any]:

@@ -99,8 +99,8 @@ class DayDose:
         return {
             "weekday": self.weekday,
             "day": WEEKDAYS[self.weekday],
-            "dose_mg": _text(self.dose_mg),
-            "tablets": [{"strength_mg": _text(s), "count": _text(c)} for s, c in self.tablets],
+            "dose_mg": mg_text(self.dose_mg),
+            "tablets": [{"strength_mg": mg_text(s), "count": mg_text(c)} for s, c in self.tablets],
         }
 
 
@@ -124,17 +124,17 @@ class WeeklySchedule:
 
     def as_dict(self) -> dict:
         return {
-            "requested_mg": _text(self.requested_mg),
-            "weekly_mg": _text(self.weekly_mg),
-            "difference_mg": _text(self.difference_mg),
+            "requested_mg": mg_text(self.requested_mg),
+            "weekly_mg": mg_text(self.weekly_mg),
+            "difference_mg": mg_text(self.difference_mg),
             "exact": self.exact,
-            "step_mg": _text(self.step_mg),
+            "step_mg": mg_text(self.step_mg),
             "days": [d.as_dict() for d in self.days],
             "source": self.source,
         }
 
 
-def _text(value: Decimal) -> str:
+def mg_text(value: Decimal) -> str:
     """A Decimal without trailing zeros or exponent ("2.5", "5", "0.25")."""
     text = format(value.normalize(), "f")
     return text
