@@ -34,9 +34,9 @@ from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
 from . import dashboard, patient_list, views
-from .procedure_page import procedure_patient_page_context
 from .patient_dosing import patient_dosing_context, patient_dosing_urls
 from .patient_list import PatientListColumns
+from .procedure_page import procedure_patient_page_context
 
 
 class MineFilter(admin.SimpleListFilter):
