@@ -484,6 +484,7 @@ class WarfarinDoseForm(forms.ModelForm):
             "suggested_weekly_dose_mg",
             "next_inr_on",
             "note",
+            "change_reason",
         ]
 
     def clean(self):
@@ -491,6 +492,18 @@ class WarfarinDoseForm(forms.ModelForm):
         reading, patient = cleaned.get("inr_reading"), cleaned.get("patient")
         if reading is not None and patient is not None and reading.patient_id != patient.pk:
             self.add_error("inr_reading", "This INR reading belongs to another patient.")
+        # Reference §4 (rev 2): every dose that departs from the suggestion needs a reason.
+        weekly, suggested = cleaned.get("weekly_dose_mg"), cleaned.get("suggested_weekly_dose_mg")
+        if (
+            weekly is not None
+            and suggested is not None
+            and weekly.quantize(Decimal("0.1")) != suggested.quantize(Decimal("0.1"))
+            and not (cleaned.get("change_reason") or "").strip()
+        ):
+            if (cleaned.get("note") or "").strip():
+                cleaned["change_reason"] = cleaned["note"].strip()  # the note says why
+            else:
+                self.add_error("change_reason", "Give a reason for departing from the suggested weekly dose.")
         return cleaned
 
 
@@ -525,10 +538,13 @@ class WarfarinDoseAdmin(ClinicScopedAdmin):
         "followed_suggestion",
         "next_inr_on",
         "note",
+        "change_reason",
+        "schedule",
+        "beyond_guardrail",
         "decided_by",
         "created_at",
     ]
-    readonly_fields = ["followed_suggestion", "decided_by", "created_at"]
+    readonly_fields = ["followed_suggestion", "schedule", "beyond_guardrail", "decided_by", "created_at"]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict:
         """Opened from a reading: pre-fill the suggestion and the next test date from its advice."""

@@ -235,11 +235,15 @@ def dose_record(
     next_inr_on: date | None = None,
     decided_by,
     note: str = "",
+    schedule: dict | None = None,
+    change_reason: str = "",
+    beyond_guardrail: bool = False,
 ) -> WarfarinDose:
     """Record the warfarin dose as given, and whether it followed the suggestion (same weekly dose to 0.1 mg).
 
     A clinician accepts or changes the suggestion; both are kept. ``next_inr_on``, when given, is the
-    clinician's date for the next INR: scheduling moves the open INR test to it.
+    clinician's date for the next INR: scheduling moves the open INR test to it. ``schedule``,
+    ``change_reason`` and ``beyond_guardrail`` are the dosing decision's (:func:`anticoag.dosing.dose_decide`).
     """
     weekly = _decimal(weekly_dose_mg, "weekly_dose_mg")
     suggested = None
@@ -256,6 +260,9 @@ def dose_record(
         next_inr_on=next_inr_on,
         decided_by=decided_by,
         note=note or "",
+        schedule=schedule or {},
+        change_reason=change_reason or "",
+        beyond_guardrail=beyond_guardrail,
     )
     errors: dict[str, str] = {}
     if inr_reading is not None:
@@ -329,14 +336,52 @@ def inr_advice_for_patient(*, patient: Patient, as_of: date | datetime | None = 
     )
     if not rows:
         return None
-    latest_id, latest_at, latest_value, latest_bleeding = rows[-1]
-    points = [monitoring.InrPoint(drawn_at.astimezone(zone), float(value)) for _, drawn_at, value, _ in rows]
     until_day = (until - timedelta(microseconds=1)).astimezone(zone).date()
     doses = list(
         WarfarinDose.objects.filter(patient=patient, starts_on__lte=until_day)
         .order_by("-starts_on", "-pk")
         .values_list("starts_on", "weekly_dose_mg", "hold_doses", "inr_reading_id")[:DOSE_HISTORY_LIMIT]
     )
+    return _advice(clinic, rows, doses, zone)
+
+
+def inr_advice_for_patients(*, patients: Sequence[Patient]) -> dict[int, dict[str, Any]]:
+    """:func:`inr_advice_for_patient` as at now for many patients (with their clinic) in two queries:
+    patient id → advice (patients without a reading are absent). For the Today list."""
+    if not patients:
+        return {}
+    now = timezone.now()
+    since = now - relativedelta(months=ADVICE_LOOKBACK_MONTHS)
+    by_id = {patient.pk: patient for patient in patients}
+    rows: dict[int, list] = {pk: [] for pk in by_id}
+    for patient_id, *row in (
+        InrReading.objects.filter(patient_id__in=by_id, drawn_at__gte=since, drawn_at__lt=now)
+        .order_by("drawn_at", "pk")
+        .values_list("patient_id", "pk", "drawn_at", "value", "bleeding")
+    ):
+        rows[patient_id].append(tuple(row))
+    doses: dict[int, list] = {pk: [] for pk in by_id}
+    for patient_id, *dose in (
+        WarfarinDose.objects.filter(patient_id__in=by_id, starts_on__lte=now.date() + timedelta(days=1))
+        .order_by("patient_id", "-starts_on", "-pk")
+        .values_list("patient_id", "starts_on", "weekly_dose_mg", "hold_doses", "inr_reading_id")
+    ):
+        doses[patient_id].append(tuple(dose))
+    advice: dict[int, dict[str, Any]] = {}
+    for pk, patient in by_id.items():
+        if rows[pk]:
+            zone = clinic_zone(patient.clinic)
+            today = now.astimezone(zone).date()
+            # Newest first, up to the clinic's today, at most DOSE_HISTORY_LIMIT: as inr_advice_for_patient reads.
+            mine = [d for d in doses[pk] if d[0] <= today][:DOSE_HISTORY_LIMIT]
+            advice[pk] = _advice(patient.clinic, rows[pk], mine, zone)
+    return advice
+
+
+def _advice(clinic: Clinic, rows: list, doses: list, zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """The advice from a patient's readings (oldest first) and dose records (newest first)."""
+    latest_id, latest_at, latest_value, latest_bleeding = rows[-1]
+    points = [monitoring.InrPoint(drawn_at.astimezone(zone), float(value)) for _, drawn_at, value, _ in rows]
     base = next((d for d in doses if d[3] != latest_id), None)
     weekly = float(base[1]) if base is not None and base[1] > 0 else None
     dose_changed_on = _latest_dose_change(doses)

@@ -211,6 +211,16 @@ class WarfarinDose(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     note = models.CharField(max_length=500, blank=True)
+    # The dosing decision (issue 14; reference §4 "Warfarin tablets", rev 2): the week in tablets as given to
+    # the patient (anticoag.tablets.WeeklySchedule.as_dict()), why it departs from the suggestion, and whether
+    # it went beyond the clinic's guardrail.
+    schedule = models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="The week in tablets, as given to the patient."
+    )
+    change_reason = models.CharField(
+        "reason for departing from the suggestion", max_length=500, blank=True, db_default=""
+    )
+    beyond_guardrail = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -30,11 +30,14 @@ from django.utils.http import urlencode
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
 from patients.admin import ClinicScopedAdmin, PatientAdmin
+from patients.choices import Role
 from patients.clinic_time import RecordTimeZoneAdminMixin, clinic_datetime
 from patients.models import Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderStatus
 
-from . import dashboard, views
+from . import dashboard, patient_list, views
+from .patient_dosing import patient_dosing_context, patient_dosing_urls
+from .patient_list import PatientListColumns
 from .procedure_page import procedure_patient_page_context
 from .work_list import clinician_work
 
@@ -244,8 +247,9 @@ class ReminderAdmin(RecordTimeZoneAdminMixin, ClinicScopedAdmin):
 # =============================================================================================================
 
 
-class PatientPageAdmin(PatientAdmin):
+class PatientPageAdmin(PatientListColumns, PatientAdmin):
     change_form_template = "admin/patients/patient/change_form.html"
+    list_display = [*PatientAdmin.list_display, *patient_list.COLUMNS]  # clinic/patient_list.py
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The page reads the clinic (its time zone) and the primary nurse: fetch them with the patient.
@@ -260,6 +264,7 @@ class PatientPageAdmin(PatientAdmin):
                 wrap(self.complete_follow_up_view),
                 name="patients_patient_follow_up_done",
             ),
+            *patient_dosing_urls(self),
             *super().get_urls(),
         ]
 
@@ -299,7 +304,7 @@ class PatientPageAdmin(PatientAdmin):
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
-        return {"patient_page": page, "patient_obj": patient}
+        return {"patient_page": page, "patient_obj": patient, **patient_dosing_context(request, patient, context)}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:
         return get_object_or_404(self.get_queryset(request), pk=unquote(object_id))
@@ -351,3 +356,25 @@ admin.site.register(Patient, PatientPageAdmin)
 # The admin home is the clinic dashboard. A named template rather than an ``admin/index.html`` override, so
 # it does not depend on this app's place in INSTALLED_APPS relative to django.contrib.admin.
 admin.site.index_template = "admin/clinic/index.html"
+
+
+# A nurse lands on Today after logging in (unless the login was for a particular page).
+_admin_login = admin.site.login
+
+
+def login_landing_on_today(request: HttpRequest, extra_context: dict | None = None):
+    """The admin's login; a nurse who logged in without asking for a particular page goes to Today."""
+    response = _admin_login(request, extra_context)
+    wanted = request.POST.get("next") or request.GET.get("next") or ""
+    if (
+        request.method == "POST"
+        and response.status_code == 302
+        and request.user.is_authenticated
+        and wanted in ("", reverse("admin:index"))
+        and request.user.groups.filter(name=Role.NURSE).exists()
+    ):
+        return HttpResponseRedirect(reverse("clinic:today"))
+    return response
+
+
+admin.site.login = login_landing_on_today

@@ -47,6 +47,8 @@ from scheduling.follow_ups import IMAGING_KINDS
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder, ReminderKind
 from scheduling.outbox_status import outbox_figures
 
+from .dashboard_dna import dna_rates
+
 #: Urgent alerts older than this are not listed on the dashboard.
 URGENT_ALERT_DAYS = 30
 #: Rows shown per dashboard list; the list's own page has the rest.
@@ -376,6 +378,8 @@ def clinic_dashboard(*, user) -> dict[str, Any]:
         dashboard["plans"] = pending_plans(user=user)
     if user.is_superuser:
         dashboard["outbox_alarm"] = outbox_alarm()
+    if user.has_perm("scheduling.view_followup"):
+        dashboard["dna"] = dna_rates(days=days)  # clinic/dashboard_dna.py
     return dashboard
 
 

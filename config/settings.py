@@ -238,6 +238,12 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": ANTICOAG_SWEEP_INTERVAL_SECONDS,
         "options": {"expires": ANTICOAG_SWEEP_INTERVAL_SECONDS * 4 // 5},
     },
+    # Missed INR tests become "did not attend" and are recalled (scheduling/missed_tests.py); idempotent.
+    "scheduling-missed-inr-tests": {
+        "task": "scheduling.missed_inr_tests",
+        "schedule": ANTICOAG_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": ANTICOAG_SWEEP_INTERVAL_SECONDS * 4 // 5},
+    },
 }
 
 # --- REST framework -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("clinic/", include("clinic.urls")),  # Today (clinic/today.py)
     path("api/v1/", include("config.api_urls")),
     path("clinic/procedures/", include("clinic.procedure_urls")),
 ]

@@ -25,7 +25,7 @@ from config.security import client_ip
 
 from .audit import record_access
 from .choices import Sinus
-from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
+from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient, PatientContact
 from .scoping import clinic_path_for, scope_to_user_clinics
 
 #: Longest search or autocomplete term passed to the database (an MRN or a name prefix is far shorter).
@@ -282,6 +282,7 @@ class PatientAdmin(ClinicScopedAdmin):
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", ("given_name", "family_name"), ("date_of_birth", "sex"), "weight_kg"]}),
         ("Care team", {"fields": ["primary_nurse", "responsible_clinician", "active"]}),
+        ("Contact (never sent in e-mails)", {"fields": ["phone", "preferred_contact"]}),
     ]
 
 
@@ -353,6 +354,27 @@ class LabResultAdmin(ClinicScopedAdmin):
     search_fields = ["=patient__mrn"]
     show_full_result_count = False
     autocomplete_fields = ["patient"]
+
+
+@admin.register(PatientContact)
+class PatientContactAdmin(ClinicScopedAdmin):
+    """The contact log (calls, messages, letters, visits) of the user's clinics' patients."""
+
+    clinic_path = "patient__clinic"
+    list_display = ["contacted_at", "patient", "channel", "outcome", "contacted_by"]
+    list_select_related = ["patient", "contacted_by"]
+    list_filter = ["channel", "outcome"]
+    mrn_search_path = "patient__mrn"
+    search_fields = ["=patient__mrn"]
+    show_full_result_count = False
+    autocomplete_fields = ["patient"]
+    fields = ["patient", "channel", "outcome", "note", "contacted_at", "contacted_by"]
+    readonly_fields = ["contacted_by"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.contacted_by = request.user
+        super().save_model(request, obj, form, change)
 
 
 # ---------------------------------------------------------------------------------------------------------------

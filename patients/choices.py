@@ -38,3 +38,32 @@ class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
     NURSE = "nurse", "Nurse"
     REPORTING = "reporting", "Reporting"
+
+
+class ContactChannel(models.TextChoices):
+    """How a patient prefers to be contacted."""
+
+    PHONE = "phone", "Phone call"
+    TEXT = "text", "Text message"
+    LETTER = "letter", "Letter"
+    EMAIL = "email", "E-mail"
+
+
+class ContactKind(models.TextChoices):
+    """What kind of contact a contact-log entry records."""
+
+    CALL = "call", "Call"
+    MESSAGE = "message", "Message"
+    LETTER = "letter", "Letter"
+    VISIT = "visit", "Visit"
+
+
+class ContactOutcome(models.TextChoices):
+    """What came of a contact."""
+
+    REACHED = "reached", "Reached the patient"
+    NO_ANSWER = "no_answer", "No answer"
+    LEFT_MESSAGE = "left_message", "Left a message"
+    SENT = "sent", "Sent"
+    ATTENDED = "attended", "Attended"
+    WRONG_NUMBER = "wrong_number", "Wrong number"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import date, time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,13 +20,64 @@ from django.utils import timezone
 
 from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS, UMOL_PER_MG_DL
 
-from .choices import CreatinineUnit, Sex, Sinus
+from .choices import ContactChannel, ContactKind, ContactOutcome, CreatinineUnit, Sex, Sinus
 from .dates import validate_clinical_date
 
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Paris).", code="invalid")
+
+
+def parse_tablet_strengths(value: str) -> list[Decimal]:
+    """'0.5, 1, 3, 5' → [0.5, 1, 3, 5] (mg); raises ValueError naming the bad part."""
+    strengths: list[Decimal] = []
+    for part in (value or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            strength = Decimal(part)
+        except InvalidOperation:
+            raise ValueError(f"'{part}' is not a number of mg.") from None
+        if not strength.is_finite() or strength <= 0 or strength > 20:
+            raise ValueError(f"'{part}' is not a tablet strength (above 0 and up to 20 mg).")
+        strengths.append(strength)
+    if not strengths:
+        raise ValueError("Give at least one tablet strength.")
+    return sorted(set(strengths))
+
+
+def parse_tablet_colours(value: str) -> dict[Decimal, str]:
+    """'1=brown, 3=blue' → {1: 'brown', 3: 'blue'}; raises ValueError naming the bad part."""
+    colours: dict[Decimal, str] = {}
+    for part in (value or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        strength, sep, colour = part.partition("=")
+        try:
+            key = Decimal(strength.strip())
+        except InvalidOperation:
+            raise ValueError(f"'{part}' is not 'strength=colour'.") from None
+        if not sep or not colour.strip() or not key.is_finite():
+            raise ValueError(f"'{part}' is not 'strength=colour'.")
+        colours[key] = colour.strip().lower()
+    return colours
+
+
+def validate_tablet_strengths(value: str) -> None:
+    try:
+        parse_tablet_strengths(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_tablet_colours(value: str) -> None:
+    try:
+        parse_tablet_colours(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def validate_not_future(value: date) -> None:
@@ -50,6 +101,44 @@ class Clinic(models.Model):
         help_text="Opt in to INR intervals of up to 12 weeks for stable patients (CHEST2012 2B).",
     )
     staff = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="clinics", blank=True)
+    # --- The INR clinic's day (issue 14; reference §4 "Warfarin tablets", rev 2) ---------------------------
+    phone = models.CharField(
+        max_length=40,
+        blank=True,
+        db_default="",
+        help_text="The clinic's phone number, printed on the patient's dosing letter.",
+    )
+    tablet_strengths = models.CharField(
+        "warfarin tablet strengths (mg)",
+        max_length=100,
+        default="0.5, 1, 3, 5",
+        db_default="0.5, 1, 3, 5",
+        validators=[validate_tablet_strengths],
+        help_text="Strengths the clinic stocks, comma-separated (UK: 0.5, 1, 3, 5; US: 1, 2, 2.5, 3, 4, 5, 6, 7.5, 10).",
+    )
+    tablet_halves_allowed = models.BooleanField("half tablets allowed", default=False, db_default=False)
+    tablet_colours = models.CharField(
+        max_length=300,
+        blank=True,
+        default="0.5=white, 1=brown, 3=blue, 5=pink",
+        db_default="0.5=white, 1=brown, 3=blue, 5=pink",
+        validators=[validate_tablet_colours],
+        help_text="Colour of each strength on the patient's letter, e.g. '1=brown, 3=blue, 5=pink'.",
+    )
+    dose_guardrail_percent = models.PositiveSmallIntegerField(
+        "dose guardrail (%)",
+        default=20,
+        db_default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="A suggestion never changes the weekly dose by more than this (reference §4: 20 %).",
+    )
+    dna_after_days = models.PositiveSmallIntegerField(
+        "did not attend after (days)",
+        default=7,
+        db_default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        help_text="An INR test not done this many days after its due date becomes 'did not attend'.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -90,6 +179,11 @@ class Patient(models.Model):
         blank=True,
         related_name="clinician_patients",
         limit_choices_to={"groups__name": "clinician"},
+    )
+    # Contact details: shown to staff on the patient page, never put in an e-mail.
+    phone = models.CharField(max_length=40, blank=True, db_default="")
+    preferred_contact = models.CharField(
+        "preferred contact channel", max_length=10, choices=ContactChannel.choices, blank=True, db_default=""
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -321,3 +415,25 @@ class LabResult(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+
+class PatientContact(models.Model):
+    """One contact with a patient (or an attempt): a call, a message, a letter or a visit, with its outcome."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="contacts")
+    channel = models.CharField(max_length=10, choices=ContactKind.choices)
+    outcome = models.CharField(max_length=16, choices=ContactOutcome.choices)
+    note = models.CharField(max_length=500, blank=True)
+    contacted_at = models.DateTimeField()
+    contacted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-contacted_at", "-pk"]
+        verbose_name = "contact"
+        indexes = [models.Index(fields=["patient", "-contacted_at"], name="contact_patient_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} ({self.get_outcome_display()})"

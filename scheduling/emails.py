@@ -128,6 +128,7 @@ def _context(reminder: Reminder) -> dict:
             "items": items,
             "count": len(items),
             "after_days": settings.ANTICOAG_ESCALATE_AFTER_DAYS,
+            "reason": reminder.reason,
         }
     else:
         patient = None

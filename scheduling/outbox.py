@@ -47,6 +47,7 @@ from patients.models import Clinic
 
 from . import calendar
 from .emails import escalation_date_of, from_address, message_id_for, reminder_render
+from .missed_tests import DNA_ESCALATED_RULE, DNA_ESCALATION_REASON
 from .models import (
     FollowUp,
     FollowUpStatus,
@@ -136,6 +137,15 @@ def escalation_key(*, clinic_id: int, recipient: str, on: date) -> str:
     key = f"escalation:{clinic_id}:{on.isoformat()}:{address}"
     if len(key) > KEY_MAX_LENGTH:  # a very long address: keep the key unique, and within the column
         key = f"escalation:{clinic_id}:{on.isoformat()}:sha256-{hashlib.sha256(address.encode()).hexdigest()}"
+    return key
+
+
+def dna_escalation_key(*, follow_up_id: int, recipient: str) -> str:
+    """The one escalation of a recall after a second missed INR test: ``escalation:dna:{item}:{address}``."""
+    address = recipient.strip().lower()
+    key = f"escalation:dna:{follow_up_id}:{address}"
+    if len(key) > KEY_MAX_LENGTH:
+        key = f"escalation:dna:{follow_up_id}:sha256-{hashlib.sha256(address.encode()).hexdigest()}"
     return key
 
 
@@ -365,6 +375,42 @@ def _escalation_rows(due: dict[int, date], now: datetime) -> list[tuple[Reminder
     ]
 
 
+def dna_escalation_rows(due: dict[int, date], now: datetime) -> list[tuple[Reminder, list[int]]]:
+    """A recall after a second missed INR test in a row (:mod:`scheduling.missed_tests`) escalates once, by
+    the escalation e-mail, to the responsible clinician and the clinic's alert address (week 0 of the
+    escalation keys: the weekly escalation of overdue items starts at week 1)."""
+    rows: list[tuple[Reminder, list[int]]] = []
+    for item_id, clinic_id, alert_email, clinician_id, clinician_email, clinician_active in (
+        _open_items()
+        .filter(rule=DNA_ESCALATED_RULE, patient__clinic_id__in=due)
+        .values_list(
+            "pk",
+            "patient__clinic_id",
+            "patient__clinic__alert_email",
+            "patient__responsible_clinician_id",
+            "patient__responsible_clinician__email",
+            "patient__responsible_clinician__is_active",
+        )
+    ):
+        recipients: dict[str, int | None] = {}
+        if clinician_id and clinician_active and clinician_email:
+            recipients[clinician_email.strip()] = clinician_id
+        if alert_email and alert_email.strip().lower() not in {r.lower() for r in recipients}:
+            recipients[alert_email.strip()] = None
+        for recipient, user_id in recipients.items():
+            reminder = Reminder(
+                clinic_id=clinic_id,
+                kind=ReminderKind.ESCALATION,
+                reason=DNA_ESCALATION_REASON,
+                recipient=recipient,
+                recipient_user_id=user_id,
+                next_attempt_at=now,
+                idempotency_key=dna_escalation_key(follow_up_id=item_id, recipient=recipient),
+            )
+            rows.append((reminder, [item_id]))
+    return rows
+
+
 def _insert(rows: list[tuple[Reminder, list[int]]]) -> dict[str, int]:
     """Insert the rows whose key is new, and their items, in a constant number of statements."""
     counts = {ReminderKind.DIGEST.value: 0, ReminderKind.ESCALATION.value: 0}
@@ -413,7 +459,7 @@ def reminders_materialise_due(*, now: datetime) -> dict[str, int]:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [MATERIALISE_LOCK])
-        counts = _insert(_digest_rows(due, now) + _escalation_rows(due, now))
+        counts = _insert(_digest_rows(due, now) + _escalation_rows(due, now) + dna_escalation_rows(due, now))
     return {"digests": counts[ReminderKind.DIGEST], "escalations": counts[ReminderKind.ESCALATION]}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from .missed_tests import missed_inr_tests_mark
 from .outbox import reminder_send, reminders_send_batch, sweep
 
 
@@ -34,3 +35,10 @@ def send_reminders(reminder_ids: list[int]) -> dict[str, int]:
 def sweep_task() -> dict[str, int]:
     """Beat's entry point: one pass of the outbox (see ``scheduling.outbox.sweep``)."""
     return sweep()
+
+
+@shared_task(name="scheduling.missed_inr_tests", ignore_result=True)
+def missed_inr_tests_task() -> dict[str, int]:
+    """Beat's entry point: INR tests not done in time become "did not attend" and are recalled
+    (see ``scheduling.missed_tests.missed_inr_tests_mark``)."""
+    return missed_inr_tests_mark()

@@ -14,11 +14,13 @@ from django.contrib import admin
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from anticoag.models import WarfarinDose
 from interfaces.models import InboundMessage
 from patients.choices import Role
 from patients.management.commands.permission_matrix import matrix_models
+from patients.models import PatientContact
 from patients.roles import ADD, CHANGE, DELETE, EXPORT, PERMISSION_MATRIX, VIEW
 from reporting.models import ExportLog
 from tests.api.conftest import client_for, make_clinic
@@ -100,6 +102,10 @@ def admin_object(clinic, label: str, user):
     if label == "anticoag.warfarindose":
         return WarfarinDose.objects.create(
             patient=clinic.patient, starts_on=date(2026, 1, 5), weekly_dose_mg=Decimal(35)
+        )
+    if label == "patients.patientcontact":
+        return PatientContact.objects.create(
+            patient=clinic.patient, channel="call", outcome="reached", contacted_at=timezone.now()
         )
     if label == "reporting.exportlog":
         return ExportLog.objects.create(user=user, dataset="patients", format="csv")
