@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "clinic",
     "reporting",
     "interfaces",
+    "outcomes",
 ]
 
 MIDDLEWARE = [
