@@ -253,11 +253,10 @@ class ClinicalEvent(models.Model):
     class Meta:
         ordering = ["patient", "occurred_on", "pk"]
         verbose_name = "clinical event"
+        permissions = [("report_clinicalevent", "Can see the clinic's quality report")]
         indexes = [models.Index(fields=["kind", "occurred_on"], name="event_kind_date_idx")]
         constraints = [
-            models.UniqueConstraint(
-                fields=["patient"], condition=Q(kind="death"), name="event_one_death_per_patient"
-            ),
+            models.UniqueConstraint(fields=["patient"], condition=Q(kind="death"), name="event_one_death_per_patient"),
         ]
 
     def __str__(self) -> str:
@@ -265,6 +264,12 @@ class ClinicalEvent(models.Model):
         if self.isth_class:
             text += f" ({self.get_isth_class_display()})"
         return text
+
+    def save(self, *args, **kwargs) -> None:
+        self.classify()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "isth_class", "isth_criteria", "classification_source"}
+        super().save(*args, **kwargs)
 
     # -- computed ---------------------------------------------------------------------------------------------
 
@@ -349,9 +354,3 @@ class ClinicalEvent(models.Model):
                 errors["kind"] = "A death is already recorded for this patient."
         if errors:
             raise ValidationError(errors)
-
-    def save(self, *args, **kwargs) -> None:
-        self.classify()
-        if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "isth_class", "isth_criteria", "classification_source"}
-        super().save(*args, **kwargs)

@@ -8,7 +8,7 @@ it completes, the plan it marks for review and the urgent alert it raises commit
 from __future__ import annotations
 
 from contextlib import nullcontext
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from auditlog.context import set_actor
@@ -24,7 +24,7 @@ from scheduling.follow_ups import _urgent_alert, follow_up_complete, outcome_rev
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization
 
 from . import definitions, statistics
-from .models import ClinicalEvent, EventKind, OutcomeAssessment, SinusRecanalization, Timepoint
+from .models import ClinicalEvent, EventKind, OutcomeAssessment, SinusRecanalization
 
 #: Source of the event review item and of the plan's "review needed" after a bleed (reference §7).
 EVENT_REVIEW_SOURCE = "Reference §7 (ISTH2005; SECRET)"
@@ -55,15 +55,21 @@ def anticoagulation_intervals(*, patient: Patient) -> list[tuple[date, date | No
         .values_list("diagnosed_on", "end_on", "indefinite")
     )
     died_on = (
-        ClinicalEvent.objects.filter(patient=patient, kind=EventKind.DEATH).values_list("occurred_on", flat=True).first()
+        ClinicalEvent.objects.filter(patient=patient, kind=EventKind.DEATH)
+        .values_list("occurred_on", flat=True)
+        .first()
     )
-    return cut_at_death([episode_interval(d, None if indefinite else end_on) for d, end_on, indefinite in rows], died_on)
+    return cut_at_death(
+        [episode_interval(d, None if indefinite else end_on) for d, end_on, indefinite in rows], died_on
+    )
 
 
 def cut_at_death(intervals, died_on: date | None) -> list[tuple[date, date | None]]:
+    """Intervals end with the day of death (which still counts: a fatal bleed happened on anticoagulation)."""
     if died_on is None:
         return statistics.merge_intervals(intervals)
-    cut = [(low, died_on if high is None else min(high, died_on)) for low, high in intervals if low < died_on]
+    stop = died_on + timedelta(days=1)
+    cut = [(low, stop if high is None else min(high, stop)) for low, high in intervals if low < stop]
     return statistics.merge_intervals(cut)
 
 
@@ -98,32 +104,42 @@ def outcome_assessment_record(
     Refused with a ``ValidationError`` naming the field: an mRS outside 0–6, a HIT-6 total outside 36–78, a
     date in the future (clinic's day) or before the diagnosis, a second review at the same time point.
     """
+    assessment = OutcomeAssessment(
+        patient_id=episode.patient_id,
+        episode=episode,
+        timepoint=timepoint,
+        assessed_on=assessed_on,
+        mrs=mrs,
+        seizures_since_last_review=bool(seizures_since_last_review),
+        hit6_total=hit6_total,
+        papilledema=papilledema or "",
+        visual_fields=visual_fields or "",
+        back_to_work=back_to_work or "",
+        note=(note or "").strip(),
+    )
+    return outcome_assessment_store(assessment=assessment, user=user)
+
+
+def outcome_assessment_store(*, assessment: OutcomeAssessment, user=None) -> OutcomeAssessment:
+    """Validate and save a review (new or corrected) and complete its time point's scheduled follow-up."""
     with _actor(user), transaction.atomic():
+        episode = assessment.episode
         patient = Patient.objects.select_related("clinic").get(pk=episode.patient_id)
-        assessment = OutcomeAssessment(
-            patient=patient,
-            episode=episode,
-            timepoint=timepoint,
-            assessed_on=assessed_on,
-            mrs=mrs,
-            seizures_since_last_review=bool(seizures_since_last_review),
-            hit6_total=hit6_total,
-            papilledema=papilledema or "",
-            visual_fields=visual_fields or "",
-            back_to_work=back_to_work or "",
-            note=(note or "").strip(),
-            entered_by=user,
-        )
-        if isinstance(assessed_on, date) and assessed_on > clinic_today(patient.clinic):
-            raise ValidationError({"assessed_on": f"{assessed_on.isoformat()} is in the future."})
-        item = _review_follow_up(episode, timepoint) if timepoint in Timepoint.values else None
-        if item is not None and not OutcomeAssessment.objects.filter(follow_up=item).exists():
+        assessment.patient = patient
+        if assessment.pk is None and user is not None and getattr(user, "is_authenticated", False):
+            assessment.entered_by = user
+        day = assessment.assessed_on
+        if isinstance(day, date) and day > clinic_today(patient.clinic):
+            raise ValidationError({"assessed_on": f"{day.isoformat()} is in the future."})
+        item = _review_follow_up(episode, assessment.timepoint)
+        taken = OutcomeAssessment.objects.filter(follow_up=item).exclude(pk=assessment.pk).exists() if item else True
+        if item is not None and assessment.follow_up_id is None and not taken:
             assessment.follow_up = item
         assessment.full_clean()
         assessment.save()
-        if item is not None and item.status == FollowUpStatus.SCHEDULED:
-            item.status, item.completed_on = FollowUpStatus.DONE, assessed_on
-            item.result_note = f"mRS {mrs} ({definitions.MRS_GRADES[mrs]})."[:500]
+        if item is not None and item.status == FollowUpStatus.SCHEDULED and assessment.follow_up_id == item.pk:
+            item.status, item.completed_on = FollowUpStatus.DONE, day
+            item.result_note = f"mRS {assessment.mrs} ({definitions.MRS_GRADES[assessment.mrs]})."[:500]
             item.save(update_fields=["status", "completed_on", "result_note", "updated_at"])
     return assessment
 
@@ -183,9 +199,7 @@ def recanalization_record(
 
 
 def _episode_on(patient: Patient, day: date) -> CvtEpisode | None:
-    return (
-        CvtEpisode.objects.filter(patient=patient, diagnosed_on__lte=day).order_by("-diagnosed_on", "-pk").first()
-    )
+    return CvtEpisode.objects.filter(patient=patient, diagnosed_on__lte=day).order_by("-diagnosed_on", "-pk").first()
 
 
 def current_plan(*, patient: Patient) -> Plan | None:
