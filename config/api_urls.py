@@ -9,6 +9,13 @@ from rest_framework.routers import SimpleRouter
 
 from anticoag.api import InrImportApi, InrReadingViewSet, PlanViewSet
 from anticoag.procedure_api import ProcedureViewSet
+from outcomes.api import (
+    ClinicalEventViewSet,
+    OutcomeAssessmentViewSet,
+    QualityReportApi,
+    QualityReportCsvApi,
+    RecanalizationApi,
+)
 from patients.api import EpisodeViewSet, PatientViewSet
 from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
 from reporting.models import ExportDataset
@@ -30,6 +37,8 @@ router.register("follow-ups", FollowUpViewSet, basename="follow-up")
 router.register("reminders", ReminderViewSet, basename="reminder")
 router.register("calendar-feeds", CalendarFeedViewSet, basename="calendar-feed")
 router.register("procedures", ProcedureViewSet, basename="procedure")
+router.register("outcome-assessments", OutcomeAssessmentViewSet, basename="outcome-assessment")
+router.register("clinical-events", ClinicalEventViewSet, basename="clinical-event")
 
 exports = []
 for dataset in ExportDataset.values:
@@ -52,6 +61,9 @@ urlpatterns = [
     path("inr-readings/import/", InrImportApi.as_view(), name="api-inr-reading-import"),
     path("patients/<str:id>/fhir/", PatientFhirApi.as_view(), name="api-patient-fhir"),
     re_path(r"^calendar/(?P<token>[A-Za-z0-9_\-]{1,200})\.ics$", CalendarIcsApi.as_view(), name="api-calendar-ics"),
+    path("recanalizations/", RecanalizationApi.as_view(), name="api-recanalizations"),
+    path("quality-report/", QualityReportApi.as_view(), name="api-quality-report"),
+    path("quality-report.csv", QualityReportCsvApi.as_view(), name="api-quality-report-csv"),
     *exports,
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
