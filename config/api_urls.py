@@ -17,7 +17,14 @@ from outcomes.api import (
     RecanalizationApi,
 )
 from patients.api import EpisodeViewSet, PatientViewSet
-from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
+from reporting.api import (
+    AuthTokenApi,
+    CalendarFeedViewSet,
+    CalendarIcsApi,
+    ExportDictionaryApi,
+    PatientFhirApi,
+    export_view,
+)
 from reporting.models import ExportDataset
 from scheduling.api import FollowUpViewSet, ReminderViewSet
 
@@ -61,6 +68,7 @@ urlpatterns = [
     path("inr-readings/import/", InrImportApi.as_view(), name="api-inr-reading-import"),
     path("patients/<str:id>/fhir/", PatientFhirApi.as_view(), name="api-patient-fhir"),
     re_path(r"^calendar/(?P<token>[A-Za-z0-9_\-]{1,200})\.ics$", CalendarIcsApi.as_view(), name="api-calendar-ics"),
+    path("exports/dictionary.csv", ExportDictionaryApi.as_view(), name="api-export-dictionary"),
     path("recanalizations/", RecanalizationApi.as_view(), name="api-recanalizations"),
     path("quality-report/", QualityReportApi.as_view(), name="api-quality-report"),
     path("quality-report.csv", QualityReportCsvApi.as_view(), name="api-quality-report-csv"),

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import django_filters
@@ -45,6 +47,8 @@ from config.rest import (
     valid_id_or_404,
 )
 from config.security import client_ip, lockout_response
+from outcomes.dictionary import HEADER as DICTIONARY_HEADER
+from outcomes.dictionary import dictionary_rows
 from patients.api import patient_list
 from patients.audit import record_access
 
@@ -134,6 +138,30 @@ class ExportApi(StrictQueryParamsMixin, APIView):
         response["Content-Disposition"] = f'attachment; filename="{prefix}{dataset.name}-{stamp}.{fmt}"'
         response["Cache-Control"] = "no-store"
         response["X-Export-Id"] = str(log.pk)
+        return response
+
+
+class ExportDictionaryApi(StrictQueryParamsMixin, APIView):
+    """``GET /api/v1/exports/dictionary.csv``: the data dictionary of the outcome and event exports (column,
+    type, unit, codes, definition, source), for both variants."""
+
+    permission_classes = [RolePermission]
+    required_permissions = [EXPORT_PERMISSION]
+    content_negotiation_class = IgnoreClientContentNegotiation
+
+    @extend_schema(
+        operation_id="exports_dictionary",
+        tags=["exports"],
+        summary="Data dictionary of the outcome and event exports",
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, UTF-8.")},
+    )
+    def get(self, request: Request) -> HttpResponse:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(DICTIONARY_HEADER)
+        writer.writerows(dictionary_rows())
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="outcomes-events-dictionary.csv"'
         return response
 
 
