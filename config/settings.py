@@ -300,6 +300,7 @@ SPECTACULAR_SETTINGS = {
         "ProcedureStatusEnum": "anticoag.procedure_models.ProcedureStatus",
         "ProcedurePlanStatusEnum": "anticoag.procedure_models.ProcedurePlanStatus",
         "BleedRiskEnum": "anticoag.procedure_models.BleedRisk",
+        "EventKindEnum": "outcomes.models.EventKind",
     },
 }
 

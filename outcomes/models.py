@@ -136,6 +136,7 @@ class SinusRecanalization(models.Model):
     class Meta:
         ordering = ["follow_up", "sinus"]
         verbose_name = "recanalization of a sinus"
+        verbose_name_plural = "recanalization by sinus"
         constraints = [models.UniqueConstraint(fields=["follow_up", "sinus"], name="recanalization_once_per_sinus")]
 
     def __str__(self) -> str:

@@ -12,16 +12,20 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django import forms
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from anticoag.inr import clinic_today
+from patients.choices import Role
 from patients.models import Clinic
 from patients.scoping import scope_to_user_clinics
 
 from .report import quality_report, report_columns, report_rows
 
 DATE_INPUT = {"type": "date"}
+
+EARLIEST_YEAR = 1900
 
 #: The longest period one report covers (its queries read every record of the period).
 MAX_PERIOD_YEARS = 10
@@ -33,12 +37,34 @@ class ReportPeriodForm(forms.Form):
     start = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs=DATE_INPUT, format="%Y-%m-%d"))
     end = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs=DATE_INPUT, format="%Y-%m-%d"))
     clinic = forms.TypedChoiceField(label="Clinic", required=False, coerce=int, empty_value=None)
-    nurse = forms.IntegerField(label="Primary nurse (user id)", required=False, min_value=1, max_value=2**31 - 1)
+    nurse = forms.TypedChoiceField(label="Primary nurse", required=False, coerce=int, empty_value=None)
 
     def __init__(self, *args, clinics: list[Clinic], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clinics = clinics
         self.fields["clinic"].choices = [("", "All my clinics"), *((c.pk, c.name) for c in clinics)]
+        nurses = (
+            get_user_model()
+            .objects.filter(clinics__in=clinics, groups__name=Role.NURSE)
+            .distinct()
+            .order_by("last_name", "first_name", "username")
+        )
+        self.fields["nurse"].choices = [
+            ("", "Every nurse"),
+            *((u.pk, u.get_full_name() or u.get_username()) for u in nurses),
+        ]
+
+    def clean_start(self):
+        return self._plausible(self.cleaned_data.get("start"))
+
+    def clean_end(self):
+        return self._plausible(self.cleaned_data.get("end"))
+
+    @staticmethod
+    def _plausible(value):
+        if value is not None and value.year < EARLIEST_YEAR:
+            raise forms.ValidationError(f"A date before {EARLIEST_YEAR} is not plausible: check the year.")
+        return value
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -75,8 +101,13 @@ def report_context(request: HttpRequest) -> dict[str, Any]:
     form = ReportPeriodForm(request.GET or None, clinics=user_clinics(request.user))
     if request.GET and not form.is_valid():
         return {"title": "Quality report", "form": form, "report": None}
-    if not request.GET:
-        form = ReportPeriodForm({}, clinics=form.clinics)
+    if not request.GET:  # the default period, shown in the form's fields
+        defaults = ReportPeriodForm({}, clinics=form.clinics)
+        defaults.is_valid()
+        data = defaults.cleaned_data
+        form = ReportPeriodForm(
+            {"start": data["start"].isoformat(), "end": data["end"].isoformat()}, clinics=form.clinics
+        )
         form.is_valid()
     query = request.GET.urlencode()
     return {"title": "Quality report", "form": form, "report": report_for(form), "csv_query": query}
