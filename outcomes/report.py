@@ -4,8 +4,8 @@ A fixed number of queries whatever the number of patients (one per kind of recor
 in scope), then the arithmetic of :mod:`outcomes.statistics` in Python. Definitions, as the page and the API
 state them:
 
-* **TTR**: rolling 12 months ending on the period's last day (readings drawn from ``end`` − 12 months to
-  ``end``, clinic days), Rosendaal (reference §6, the clinic's TTR settings), leaving out the initiation phase:
+* **TTR**: rolling 12 months ending on the period's last day (readings drawn from the day after ``end`` − 12
+  months to ``end``, clinic days), Rosendaal (reference §6, the clinic's TTR settings), leaving out the initiation phase:
   a patient's series counts from the reading that ends initiation (the second of the first two consecutive
   INRs in range over the patient's whole history). Median, IQR (type 7 quartiles), share ≥ 65 %, bands.
 * **Follow-ups done late**: items due in the period and done; late when done after the end of their window
@@ -265,7 +265,7 @@ def quality_report(*, clinics: Iterable[Clinic], start: date, end: date, nurse_i
                 group.events[code] += 1
 
     # INR: TTR after initiation over the rolling 12 months, and lost to follow-up, from one ordered query.
-    ttr_from = end - relativedelta(months=12)
+    ttr_from = end - relativedelta(months=12) + timedelta(days=1)  # 12 months, both ends included
     by_patient: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
     latest_until = max(_end_of_day(end, _zone(c)) for c in clinics.values()) if clinics else None
     if latest_until is not None:

@@ -109,7 +109,7 @@ def ttr_fraction(points: list[tuple[datetime, Decimal]]) -> float | None:
 def expected_figures(seed: Seeded, patients: list[SeededPatient], start: date, end: date) -> dict:
     zone = seed.zone
     until = datetime.combine(end + timedelta(days=1), time(0), tzinfo=zone)
-    ttr_from = datetime.combine(end - relativedelta(months=12), time(0), tzinfo=zone)
+    ttr_from = datetime.combine(end - relativedelta(months=12) + timedelta(days=1), time(0), tzinfo=zone)
     ttrs, lost, warfarin, late, done = [], 0, 0, [], 0
     imaging_due = imaging_done = reviews = good = 0
     grades = {"complete": 0, "partial": 0, "none": 0}

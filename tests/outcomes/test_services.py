@@ -277,3 +277,20 @@ def test_one_death_per_patient(episode) -> None:
             )
         )
     assert "kind" in caught.value.message_dict
+
+
+def test_the_demo_clinic_has_outcome_data_idempotently() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", stdout=StringIO())
+    counts = (OutcomeAssessment.objects.count(), ClinicalEvent.objects.count(), SinusRecanalization.objects.count())
+    assert all(counts), counts
+    assert not Reminder.objects.filter(reason__in=["major_bleeding", "symptomatic_ich"]).exists()
+    call_command("seed_demo", stdout=StringIO())
+    assert (
+        OutcomeAssessment.objects.count(),
+        ClinicalEvent.objects.count(),
+        SinusRecanalization.objects.count(),
+    ) == counts
