@@ -294,3 +294,21 @@ def test_the_demo_clinic_has_outcome_data_idempotently() -> None:
         ClinicalEvent.objects.count(),
         SinusRecanalization.objects.count(),
     ) == counts
+
+
+def test_a_due_outcome_review_is_in_the_nurses_digest() -> None:
+    from datetime import UTC, date, datetime
+
+    from scheduling import outbox
+    from scheduling.emails import reminder_render
+
+    clinic = ClinicFactory(time_zone="Europe/Paris")
+    ana = nurse(clinic, username="nurse.digest")
+    patient = PatientFactory(clinic=clinic, mrn="DIG-1", primary_nurse=ana)
+    EpisodeFactory(patient=patient, diagnosed_on=date(2026, 3, 10))
+    # 07:00 in Paris on the day the 3-month review is due
+    outbox.sweep(now=datetime(2026, 6, 10, 5, 0, tzinfo=UTC))
+    digest = Reminder.objects.get(kind=ReminderKind.DIGEST, recipient_user=ana)
+    assert FollowUp.objects.get(key__endswith=":outcome_review:3m") in digest.follow_ups.all()
+    mail = reminder_render(reminder=digest)
+    assert "DIG-1" in mail.text and "Outcome review (mRS)" in mail.text
