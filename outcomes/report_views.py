@@ -113,12 +113,24 @@ def report_context(request: HttpRequest) -> dict[str, Any]:
     return {"title": "Quality report", "form": form, "report": report_for(form), "csv_query": query}
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet: it is written with a leading quote.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def report_csv(report: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(report_columns())
     for row in report_rows(report):
-        writer.writerow(["" if value is None else value for value in row])
+        writer.writerow([_cell(value) for value in row])
     return buffer.getvalue()
 
 
