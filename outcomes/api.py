@@ -114,8 +114,17 @@ class NoStoreMixin:
         return response
 
 
+def _blank_choice(choices) -> serializers.ChoiceField:
+    """A read-only choice that may be empty (a read-only model field loses allow_blank, and the schema then
+    refuses "")."""
+    return serializers.ChoiceField(choices=choices, allow_blank=True, read_only=True)
+
+
 class OutcomeAssessmentSerializer(serializers.ModelSerializer):
     mrs_words = serializers.CharField(read_only=True)
+    papilledema = _blank_choice(Papilledema.choices)
+    visual_fields = _blank_choice(VisualFields.choices)
+    back_to_work = _blank_choice(BackToWork.choices)
 
     class Meta:
         model = OutcomeAssessment
@@ -155,6 +164,11 @@ class OutcomeAssessmentCreateSerializer(serializers.Serializer):
 
 class ClinicalEventSerializer(serializers.ModelSerializer):
     isth_criterion = serializers.CharField(read_only=True)
+    bleeding_site = _blank_choice(BLEEDING_SITE_CHOICES)
+    isth_class = _blank_choice(IsthClass.choices)
+    vte_site = _blank_choice(VteSite.choices)
+    death_cause = _blank_choice(DeathCause.choices)
+    isth_criteria = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = ClinicalEvent

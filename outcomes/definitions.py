@@ -15,7 +15,6 @@ from decimal import Decimal
 
 ISTH2005 = "ISTH2005"
 ISTH2015 = "ISTH2015"
-SECRET = "SECRET"
 
 #: The modified Rankin Scale: grade → the scale's words for it (reference §7, functional outcome).
 MRS_GRADES: dict[int, str] = {
