@@ -151,6 +151,7 @@ COLUMNS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
 }
 
 HEADER = ["dataset", "column", "type", "unit", "codes", "definition", "source"]
+DATASETS = ("outcomes", "events")
 
 
 def dictionary_rows() -> list[list[str]]:

@@ -47,6 +47,7 @@ from config.rest import (
     valid_id_or_404,
 )
 from config.security import client_ip, lockout_response
+from outcomes.dictionary import DATASETS as DICTIONARY_DATASETS
 from outcomes.dictionary import HEADER as DICTIONARY_HEADER
 from outcomes.dictionary import dictionary_rows
 from patients.api import patient_list
@@ -143,23 +144,39 @@ class ExportApi(StrictQueryParamsMixin, APIView):
 
 class ExportDictionaryApi(StrictQueryParamsMixin, APIView):
     """``GET /api/v1/exports/dictionary.csv``: the data dictionary of the outcome and event exports (column,
-    type, unit, codes, definition, source), for both variants."""
+    type, unit, codes, definition, source), for both variants; ``?dataset=`` narrows it to one data set."""
 
     permission_classes = [RolePermission]
     required_permissions = [EXPORT_PERMISSION]
     content_negotiation_class = IgnoreClientContentNegotiation
+    renderer_classes = [JSONRenderer]  # errors; the dictionary itself is CSV
+
+    def allowed_query_params(self):
+        return ("dataset",)
 
     @extend_schema(
         operation_id="exports_dictionary",
         tags=["exports"],
         summary="Data dictionary of the outcome and event exports",
-        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, UTF-8.")},
-    )
+        parameters=[
+            OpenApiParameter(
+                "dataset", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=list(DICTIONARY_DATASETS),
+                description="Only this data set (default: both).",
+            )
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, UTF-8."),
+            (400, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown data set."),
+        },
+    )  # fmt: skip
     def get(self, request: Request) -> HttpResponse:
+        wanted = request.query_params.get("dataset")
+        if wanted is not None and wanted not in DICTIONARY_DATASETS:
+            raise ValidationError({"dataset": [f"Choose one of: {', '.join(DICTIONARY_DATASETS)}."]})
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(DICTIONARY_HEADER)
-        writer.writerows(dictionary_rows())
+        writer.writerows(row for row in dictionary_rows() if wanted is None or row[0] == wanted)
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="outcomes-events-dictionary.csv"'
         return response

@@ -113,6 +113,10 @@ def test_every_exported_column_is_in_the_data_dictionary_which_is_served(a) -> N
     fall = next(r for r in rows if r["column"] == "hemoglobin_fall_g_dl")
     assert fall["unit"] == "g/dL" and "ISTH2005" in fall["source"]
     assert client_for(a.nurse).get("/api/v1/exports/dictionary.csv").status_code == 403
+    only = client_for(a.reporter).get("/api/v1/exports/dictionary.csv", {"dataset": "events"})
+    assert {r["dataset"] for r in csv.DictReader(io.StringIO(only.content.decode()))} == {"events"}
+    refused = client_for(a.reporter).get("/api/v1/exports/dictionary.csv", {"dataset": "plans"})
+    assert refused.status_code == 400 and "dataset" in refused.json()
 
 
 def test_the_fhir_bundle_carries_reviews_recanalization_and_events_and_validates(a) -> None:
