@@ -22,6 +22,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -402,10 +403,14 @@ class QualityReportCsvApi(_ReportMixin, APIView):
     """``GET /api/v1/quality-report.csv``: the same figures, one row per clinic and per nurse."""
 
     content_negotiation_class = IgnoreClientContentNegotiation
+    renderer_classes = [JSONRenderer]  # errors; the report itself is CSV
 
     @extend_schema(
         parameters=REPORT_PARAMETERS,
-        responses={200: OpenApiResponse(OpenApiTypes.STR, description="CSV, one row per group.")},
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, one row per group."),
+            (400, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Field → messages."),
+        },
     )
     def get(self, request: Request) -> Any:
         body = report_csv(report_for(self._form(request)))

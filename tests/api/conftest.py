@@ -57,7 +57,7 @@ def make_clinic(tag: str) -> SimpleNamespace:
         note=f"secret note {tag}",
     )  # fmt: skip
     ClinicalEvent.objects.create(
-        patient=patient, episode=episode, kind="other_vte", vte_site="pe", occurred_on=episode.diagnosed_on,
+        patient=patient, episode=episode, kind="bleeding", bleeding_site="skin", occurred_on=episode.diagnosed_on,
         note=f"secret note {tag}",
     )  # fmt: skip
     feed, feed_token = calendar_feed_create(user=nurse, label="phone")
