@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('patients', '0002_patient_name_order_idx'),
-        ('scheduling', '0003_followup_outcome_and_event_review_kinds'),
+        ('scheduling', '0004_followup_outcome_and_event_review_kinds'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -137,6 +137,8 @@ def a_procedure(clinic):
         bleed_risk="low",
         agent="warfarin",
     )
+
+
 def outcome_objects(clinic) -> dict:
     """One record of each outcomes model in the clinic (made once per clinic)."""
     if not hasattr(clinic, "outcomes"):
