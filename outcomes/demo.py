@@ -24,7 +24,7 @@ def seed_outcomes_demo(*, clinic: Clinic) -> int:
     created = 0
     episodes = CvtEpisode.objects.filter(patient__clinic=clinic, patient__mrn__startswith="DEMO-").order_by("pk")
     for number, episode in enumerate(episodes):
-        for timepoint, months in (("3m", 3), ("6m", 6)):
+        for timepoint, months in (("3m", 3), ("6m", 6), ("12m", 12)):
             day = episode.diagnosed_on + relativedelta(months=months)
             if day > today or OutcomeAssessment.objects.filter(episode=episode, timepoint=timepoint).exists():
                 continue
