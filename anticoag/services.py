@@ -97,6 +97,9 @@ def _status_for(plan: Plan) -> tuple[str, list[dict]]:
     if decision is None:
         return PlanStatus.PROPOSED, []
     changes = proposal_changes(before=decision.proposal, after=plan.proposal)
+    # An event recorded since the confirmation (a major bleed: outcomes.services) asks for a review of its own,
+    # whatever the proposal does; the next confirmation answers it.
+    changes += [change for change in plan.changes if change.get("part") == "event"]
     return (PlanStatus.REVIEW if changes else PlanStatus.CONFIRMED), changes
 
 

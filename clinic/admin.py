@@ -29,6 +29,7 @@ from django.utils.http import urlencode
 
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
+from outcomes.patient_page import outcomes_page_context
 from patients.admin import ClinicScopedAdmin, PatientAdmin
 from patients.choices import Role
 from patients.clinic_time import RecordTimeZoneAdminMixin, clinic_datetime
@@ -280,7 +281,7 @@ class PatientPageAdmin(PatientListColumns, PatientAdmin):
         can_complete = request.user.has_perm("scheduling.change_followup")
         for row in page["open_follow_ups"]:
             item = row["item"]
-            if can_complete:
+            if can_complete and item.kind != FollowUpKind.OUTCOME_REVIEW:  # recorded in the outcomes section
                 row["form"] = bound if bound is not None and bound.item.pk == item.pk else None
                 row["form"] = row["form"] or views.CompleteFollowUpForm(item=item, today=today)
                 row["action"] = reverse("admin:patients_patient_follow_up_done", args=[patient.pk, item.pk])
@@ -304,6 +305,7 @@ class PatientPageAdmin(PatientListColumns, PatientAdmin):
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
+        page["outcomes"] = outcomes_page_context(request=request, patient=patient, context=context)
         return {"patient_page": page, "patient_obj": patient, **patient_dosing_context(request, patient, context)}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:

@@ -161,6 +161,7 @@ def _past_follow_ups_done(clinic: Clinic, nurse, today: date) -> int:
                 due_on__lt=today - timedelta(days=DONE_BEFORE_DAYS),
             )
             .exclude(kind=FollowUpKind.INR_TEST)  # INR tests are done by the next reading
+            .exclude(kind=FollowUpKind.OUTCOME_REVIEW)  # done by recording the review (outcomes.demo)
             .select_related("patient")
             .order_by("due_on", "pk")
         )

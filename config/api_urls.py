@@ -9,8 +9,22 @@ from rest_framework.routers import SimpleRouter
 
 from anticoag.api import InrImportApi, InrImportStatusApi, InrReadingViewSet, PlanViewSet
 from anticoag.procedure_api import ProcedureViewSet
+from outcomes.api import (
+    ClinicalEventViewSet,
+    OutcomeAssessmentViewSet,
+    QualityReportApi,
+    QualityReportCsvApi,
+    RecanalizationApi,
+)
 from patients.api import EpisodeViewSet, PatientViewSet
-from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
+from reporting.api import (
+    AuthTokenApi,
+    CalendarFeedViewSet,
+    CalendarIcsApi,
+    ExportDictionaryApi,
+    PatientFhirApi,
+    export_view,
+)
 from reporting.models import ExportDataset
 from scheduling.api import FollowUpViewSet, ReminderViewSet
 
@@ -30,6 +44,8 @@ router.register("follow-ups", FollowUpViewSet, basename="follow-up")
 router.register("reminders", ReminderViewSet, basename="reminder")
 router.register("calendar-feeds", CalendarFeedViewSet, basename="calendar-feed")
 router.register("procedures", ProcedureViewSet, basename="procedure")
+router.register("outcome-assessments", OutcomeAssessmentViewSet, basename="outcome-assessment")
+router.register("clinical-events", ClinicalEventViewSet, basename="clinical-event")
 
 exports = []
 for dataset in ExportDataset.values:
@@ -53,6 +69,10 @@ urlpatterns = [
     path("inr-imports/<str:id>/", InrImportStatusApi.as_view(), name="api-inr-import-status"),
     path("patients/<str:id>/fhir/", PatientFhirApi.as_view(), name="api-patient-fhir"),
     re_path(r"^calendar/(?P<token>[A-Za-z0-9_\-]{1,200})\.ics$", CalendarIcsApi.as_view(), name="api-calendar-ics"),
+    path("exports/dictionary.csv", ExportDictionaryApi.as_view(), name="api-export-dictionary"),
+    path("recanalizations/", RecanalizationApi.as_view(), name="api-recanalizations"),
+    path("quality-report/", QualityReportApi.as_view(), name="api-quality-report"),
+    path("quality-report.csv", QualityReportCsvApi.as_view(), name="api-quality-report-csv"),
     *exports,
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

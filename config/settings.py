@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "clinic",
     "reporting",
     "interfaces",
+    "outcomes",
 ]
 
 MIDDLEWARE = [
@@ -305,6 +306,7 @@ SPECTACULAR_SETTINGS = {
         "ProcedureStatusEnum": "anticoag.procedure_models.ProcedureStatus",
         "ProcedurePlanStatusEnum": "anticoag.procedure_models.ProcedurePlanStatus",
         "BleedRiskEnum": "anticoag.procedure_models.BleedRisk",
+        "EventKindEnum": "outcomes.models.EventKind",
     },
 }
 

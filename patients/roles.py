@@ -14,6 +14,8 @@ from .choices import Role
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
 #: Bulk export of data sets (CSV/NDJSON, identified or pseudonymised): ``reporting.export_exportlog``.
 EXPORT = "export"
+#: The clinic's quality report (outcomes, events, indicators): ``outcomes.report_clinicalevent``.
+REPORT = "report"
 READ = (VIEW,)
 WRITE = (VIEW, ADD, CHANGE)
 
@@ -41,6 +43,9 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.procedure": WRITE,
         "anticoag.proceduredecision": (VIEW, ADD),
         "interfaces.inboundmessage": (VIEW, CHANGE),
+        "outcomes.outcomeassessment": WRITE,
+        "outcomes.sinusrecanalization": WRITE,
+        "outcomes.clinicalevent": (*WRITE, REPORT),
     },
     Role.NURSE: {
         "patients.clinic": READ,
@@ -61,6 +66,9 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.procedure": WRITE,
         "anticoag.proceduredecision": READ,
         "interfaces.inboundmessage": (VIEW, CHANGE),
+        "outcomes.outcomeassessment": WRITE,
+        "outcomes.sinusrecanalization": WRITE,
+        "outcomes.clinicalevent": (VIEW, ADD),
     },
     Role.REPORTING: {
         "patients.clinic": READ,
@@ -80,6 +88,9 @@ PERMISSION_MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "anticoag.procedure": READ,
         "anticoag.proceduredecision": READ,
         "interfaces.inboundmessage": READ,
+        "outcomes.outcomeassessment": READ,
+        "outcomes.sinusrecanalization": READ,
+        "outcomes.clinicalevent": (VIEW, REPORT),
     },
 }
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import django_filters
@@ -46,6 +48,9 @@ from config.rest import (
     valid_id_or_404,
 )
 from config.security import client_ip, lockout_response
+from outcomes.dictionary import DATASETS as DICTIONARY_DATASETS
+from outcomes.dictionary import HEADER as DICTIONARY_HEADER
+from outcomes.dictionary import dictionary_rows
 from patients.api import patient_list
 from patients.audit import record_access
 
@@ -135,6 +140,46 @@ class ExportApi(StrictQueryParamsMixin, APIView):
         response["Content-Disposition"] = f'attachment; filename="{prefix}{dataset.name}-{stamp}.{fmt}"'
         response["Cache-Control"] = "no-store"
         response["X-Export-Id"] = str(log.pk)
+        return response
+
+
+class ExportDictionaryApi(StrictQueryParamsMixin, APIView):
+    """``GET /api/v1/exports/dictionary.csv``: the data dictionary of the outcome and event exports (column,
+    type, unit, codes, definition, source), for both variants; ``?dataset=`` narrows it to one data set."""
+
+    permission_classes = [RolePermission]
+    required_permissions = [EXPORT_PERMISSION]
+    content_negotiation_class = IgnoreClientContentNegotiation
+    renderer_classes = [JSONRenderer]  # errors; the dictionary itself is CSV
+
+    def allowed_query_params(self):
+        return ("dataset",)
+
+    @extend_schema(
+        operation_id="exports_dictionary",
+        tags=["exports"],
+        summary="Data dictionary of the outcome and event exports",
+        parameters=[
+            OpenApiParameter(
+                "dataset", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=list(DICTIONARY_DATASETS),
+                description="Only this data set (default: both).",
+            )
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV, UTF-8."),
+            (400, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown data set."),
+        },
+    )  # fmt: skip
+    def get(self, request: Request) -> HttpResponse:
+        wanted = request.query_params.get("dataset")
+        if wanted is not None and wanted not in DICTIONARY_DATASETS:
+            raise ValidationError({"dataset": [f"Choose one of: {', '.join(DICTIONARY_DATASETS)}."]})
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(DICTIONARY_HEADER)
+        writer.writerows(row for row in dictionary_rows() if wanted is None or row[0] == wanted)
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="outcomes-events-dictionary.csv"'
         return response
 
 

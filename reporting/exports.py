@@ -35,6 +35,8 @@ from django.utils import timezone
 
 from anticoag.api import InrReadingFilter, PlanFilter, inr_reading_list, plan_list
 from anticoag.models import InrReading, Plan, PlanDecision
+from outcomes.api import ClinicalEventFilter, OutcomeAssessmentFilter, clinical_event_list, outcome_assessment_list
+from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.api import EpisodeFilter, PatientFilter, episode_list, patient_list
 from patients.models import CvtEpisode, EpisodeRiskFactor, Patient
 from patients.scoping import clinic_ids_for
@@ -163,6 +165,10 @@ def _plans_with_decision(queryset: QuerySet[Plan]) -> QuerySet[Plan]:
     annotations["decision_decided_at"] = Subquery(latest.values("decided_at")[:1])
     annotations["proposal_category"] = KeyTextTransform("category", "proposal")
     return queryset.annotate(**annotations)
+
+
+def days_after(name: str, on_path: str, since_path: str) -> Column:
+    return Column(name, (on_path, since_path), lambda ctx, on, since: (on - since).days if on and since else None)
 
 
 @dataclass(frozen=True)
@@ -387,6 +393,108 @@ DATASETS: dict[str, Dataset] = {
             col("completed_on"),
             col("recanalization"),
             col("rule"),
+        ),
+    ),
+    # Outcomes and events (reference §7): described column by column in outcomes.dictionary.
+    ExportDataset.OUTCOMES: Dataset(
+        name=ExportDataset.OUTCOMES,
+        model=OutcomeAssessment,
+        selector=outcome_assessment_list,
+        filterset_class=OutcomeAssessmentFilter,
+        columns=(
+            col("id"),
+            col("patient_id"),
+            col("clinic_id", "patient__clinic_id"),
+            col("mrn", "patient__mrn", kind=TEXT),
+            col("episode_id"),
+            col("follow_up_id"),
+            col("timepoint"),
+            col("assessed_on"),
+            days_after("days_after_diagnosis", "assessed_on", "episode__diagnosed_on"),
+            col("mrs"),
+            col("seizures_since_last_review"),
+            col("hit6_total"),
+            col("papilledema"),
+            col("visual_fields"),
+            col("back_to_work"),
+            col("note", kind=TEXT),
+            col("created_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            col("outcome_id", "id"),
+            col("episode_id"),
+            patient_key("patient__clinic_id", "patient__mrn"),
+            col("clinic_id", "patient__clinic_id"),
+            col("timepoint"),
+            col("assessed_on"),
+            days_after("days_after_diagnosis", "assessed_on", "episode__diagnosed_on"),
+            col("mrs"),
+            col("seizures_since_last_review"),
+            col("hit6_total"),
+            col("papilledema"),
+            col("visual_fields"),
+            col("back_to_work"),
+        ),
+    ),
+    ExportDataset.EVENTS: Dataset(
+        name=ExportDataset.EVENTS,
+        model=ClinicalEvent,
+        selector=clinical_event_list,
+        filterset_class=ClinicalEventFilter,
+        columns=(
+            col("id"),
+            col("patient_id"),
+            col("clinic_id", "patient__clinic_id"),
+            col("mrn", "patient__mrn", kind=TEXT),
+            col("episode_id"),
+            col("kind"),
+            col("occurred_on"),
+            col("on_anticoagulation"),
+            col("bleeding_site"),
+            col("symptomatic"),
+            col("hemoglobin_fall_g_dl"),
+            col("units_transfused"),
+            col("fatal"),
+            col("medical_intervention"),
+            col("hospitalization"),
+            col("face_to_face_evaluation"),
+            col("isth_class"),
+            col("isth_criteria", kind=LIST),
+            col("ich_new"),
+            col("ich_growth_percent"),
+            col("neurological_worsening"),
+            col("vte_site"),
+            col("death_cause"),
+            col("new_episode_id"),
+            col("note", kind=TEXT),
+            col("created_at"),
+            col("updated_at"),
+        ),
+        research_columns=(
+            col("event_id", "id"),
+            col("episode_id"),
+            patient_key("patient__clinic_id", "patient__mrn"),
+            col("clinic_id", "patient__clinic_id"),
+            col("kind"),
+            col("occurred_on"),
+            col("on_anticoagulation"),
+            col("bleeding_site"),
+            col("symptomatic"),
+            col("hemoglobin_fall_g_dl"),
+            col("units_transfused"),
+            col("fatal"),
+            col("medical_intervention"),
+            col("hospitalization"),
+            col("face_to_face_evaluation"),
+            col("isth_class"),
+            col("isth_criteria", kind=LIST),
+            col("ich_new"),
+            col("ich_growth_percent"),
+            col("neurological_worsening"),
+            col("vte_site"),
+            col("death_cause"),
+            col("new_episode_id"),
         ),
     ),
 }

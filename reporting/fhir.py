@@ -6,6 +6,11 @@
 * ``MedicationRequest`` per plan with a confirmed decision — the chosen agent (RxNorm where verified).
 * ``ServiceRequest`` per follow-up item — status active (scheduled), completed (done), revoked (cancelled,
   missed).
+* ``Observation`` per outcome review (reference §7) — the mRS (LOINC 75859-9) with the optional findings as
+  components; ``Observation`` per venous imaging done — the recanalization grade, with one component per sinus.
+* Events (reference §7): a recurrent CVT or another VTE as a ``Condition``; a bleed or a symptomatic ICH as an
+  ``AdverseEvent`` (serious when ISTH major; outcome fatal when fatal) naming its ISTH class and criterion;
+  a death as ``Patient.deceasedDateTime``.
 
 Entries are addressed by ``urn:uuid`` full URLs (UUID 5 of the site and the record, so the same record keeps
 the same URL across exports) and refer to each other by them. Free-text notes are not included.
@@ -21,6 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from anticoag.models import Agent, InrReading, Plan, PlanDecision
+from outcomes.models import ClinicalEvent, EventKind, IsthClass, OutcomeAssessment, SinusRecanalization
 from patients.choices import Sinus
 from patients.models import CvtEpisode, Patient
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
@@ -65,6 +71,15 @@ SERVICE_REQUEST_STATUS = {
     FollowUpStatus.CANCELLED: "revoked",
     FollowUpStatus.MISSED: "revoked",
 }
+
+#: LOINC 75859-9 |Modified Rankin Scale|: the code the FHIR R5 specification's own mRS examples use
+#: (hl7.org/fhir/R5/evidencevariable-example-mRS3-6-at-90days: ``code in "75859-9|LOINC"``) and the published
+#: StrokeMRS profile of the TW VGH Stroke implementation guide. Checked against those publications, not against a
+#: LOINC release (none is available offline).
+LOINC_MRS = {"system": LOINC, "code": "75859-9", "display": "Modified Rankin Scale"}
+#: FHIR R4 code systems of AdverseEvent (value sets adverse-event-seriousness and adverse-event-outcome, R4).
+_AE_SERIOUSNESS = "http://terminology.hl7.org/CodeSystem/adverse-event-seriousness"
+_AE_OUTCOME = "http://terminology.hl7.org/CodeSystem/adverse-event-outcome"
 
 _V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
@@ -224,6 +239,144 @@ def _service_request(item: FollowUp, patient_ref: str, condition_refs: dict[int,
     return resource
 
 
+def _text_component(label: str, value: str) -> dict[str, Any]:
+    return {"code": {"text": label}, "valueCodeableConcept": {"text": value}}
+
+
+def _outcome_observation(review: OutcomeAssessment, patient_ref: str, condition_refs: dict[int, str]) -> dict:
+    components: list[dict[str, Any]] = [
+        {"code": {"text": "Seizures since the last review"}, "valueBoolean": review.seizures_since_last_review}
+    ]
+    if review.hit6_total is not None:
+        components.append({"code": {"text": "HIT-6 total score"}, "valueInteger": review.hit6_total})
+    if review.papilledema:
+        components.append(_text_component("Papilledema", review.get_papilledema_display()))
+    if review.visual_fields:
+        components.append(_text_component("Visual fields", review.get_visual_fields_display()))
+    if review.back_to_work:
+        components.append(_text_component("Back at work or school", review.get_back_to_work_display()))
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"outcome-review-{review.pk}",
+        "status": "final",
+        "category": [{"coding": [{"system": _OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
+        "code": {"coding": [LOINC_MRS], "text": f"Modified Rankin Scale, {review.get_timepoint_display()} review"},
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": review.assessed_on.isoformat(),
+        "valueInteger": review.mrs,
+        "interpretation": [{"text": review.mrs_words}],
+        "component": components,
+    }
+    if review.episode_id in condition_refs:
+        resource["focus"] = [{"reference": condition_refs[review.episode_id]}]
+    return resource
+
+
+def _recanalization_observation(item: FollowUp, sinuses: list[SinusRecanalization], patient_ref: str) -> dict:
+    return {
+        "resourceType": "Observation",
+        "id": f"recanalization-{item.pk}",
+        "status": "final",
+        "category": [{"coding": [{"system": _OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}],
+        "code": {"text": "Recanalization at venous imaging (ACTION-CVT grades)"},
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": item.completed_on.isoformat(),
+        "valueCodeableConcept": {"text": item.get_recanalization_display()},
+        "component": [_text_component(s.get_sinus_display(), s.get_grade_display()) for s in sinuses],
+    }
+
+
+def _event_condition(event: ClinicalEvent, patient_ref: str) -> dict[str, Any]:
+    code: dict[str, Any] = {"text": event.get_kind_display()}
+    if event.kind == EventKind.RECURRENT_CVT:
+        code = {"coding": [SNOMED_CVT], "text": "Recurrent cerebral venous thrombosis"}
+    elif event.vte_site:
+        code = {"text": f"Venous thromboembolism: {event.get_vte_site_display()}"}
+    return {
+        "resourceType": "Condition",
+        "id": f"event-{event.pk}",
+        "verificationStatus": {"coding": [{"system": _CONDITION_VERIFICATION, "code": "confirmed"}]},
+        "category": [
+            {
+                "coding": [
+                    {"system": _CONDITION_CATEGORY, "code": "encounter-diagnosis", "display": "Encounter Diagnosis"}
+                ]
+            }
+        ],
+        "code": code,
+        "subject": {"reference": patient_ref},
+        "onsetDateTime": event.occurred_on.isoformat(),
+        "recordedDate": event.created_at.isoformat(),
+    }
+
+
+def _adverse_event(event: ClinicalEvent, patient_ref: str) -> dict[str, Any]:
+    words = event.get_kind_display()
+    if event.bleeding_site:
+        words += f", {event.get_bleeding_site_display().lower()}"
+    if event.isth_class:
+        words += f": {event.get_isth_class_display()}"
+        if event.isth_criterion:
+            words += f" ({event.isth_criterion})"
+    serious = event.isth_class == IsthClass.MAJOR
+    resource: dict[str, Any] = {
+        "resourceType": "AdverseEvent",
+        "id": f"event-{event.pk}",
+        "actuality": "actual",
+        "event": {"text": words},
+        "subject": {"reference": patient_ref},
+        "date": event.occurred_on.isoformat(),
+        "recordedDate": event.created_at.isoformat(),
+        "seriousness": {
+            "coding": [
+                {
+                    "system": _AE_SERIOUSNESS,
+                    "code": "serious" if serious else "non-serious",
+                    "display": "Serious" if serious else "Non-serious",
+                }
+            ]
+        },
+    }
+    if event.fatal:
+        resource["outcome"] = {"coding": [{"system": _AE_OUTCOME, "code": "fatal", "display": "Fatal"}]}
+    return resource
+
+
+def _outcome_entries(patient: Patient, patient_ref: str, condition_refs: dict[int, str]) -> list[dict[str, Any]]:
+    """Reviews, recanalization and events (reference §7): four queries."""
+    entries = [
+        {
+            "fullUrl": _full_url("OutcomeReview", review.pk),
+            "resource": _outcome_observation(review, patient_ref, condition_refs),
+        }
+        for review in OutcomeAssessment.objects.filter(patient=patient).order_by("assessed_on", "pk")
+    ]
+    sinuses: dict[int, list[SinusRecanalization]] = {}
+    for row in SinusRecanalization.objects.filter(follow_up__patient=patient).order_by("sinus"):
+        sinuses.setdefault(row.follow_up_id, []).append(row)
+    scans = FollowUp.objects.filter(
+        patient=patient, kind=FollowUpKind.VENOUS_IMAGING, status=FollowUpStatus.DONE, completed_on__isnull=False
+    ).exclude(recanalization="")
+    entries += [
+        {
+            "fullUrl": _full_url("Recanalization", item.pk),
+            "resource": _recanalization_observation(item, sinuses.get(item.pk, []), patient_ref),
+        }
+        for item in scans.order_by("completed_on", "pk")
+    ]
+    # A death is not an entry of its own: it is the Patient's deceasedDateTime (patient_bundle).
+    for event in ClinicalEvent.objects.filter(patient=patient).order_by("occurred_on", "pk"):
+        if event.kind in (EventKind.RECURRENT_CVT, EventKind.OTHER_VTE):
+            entries.append(
+                {"fullUrl": _full_url("EventCondition", event.pk), "resource": _event_condition(event, patient_ref)}
+            )
+        elif event.kind in (EventKind.BLEEDING, EventKind.SYMPTOMATIC_ICH):
+            entries.append(
+                {"fullUrl": _full_url("AdverseEvent", event.pk), "resource": _adverse_event(event, patient_ref)}
+            )
+    return entries
+
+
 def patient_bundle(*, patient: Patient) -> dict[str, Any]:
     """The patient, episodes, INR readings, confirmed agents and follow-ups as a FHIR R4 collection Bundle."""
     now = timezone.now()
@@ -259,4 +412,12 @@ def patient_bundle(*, patient: Patient) -> dict[str, Any]:
         }
         for item in follow_ups
     ]
+    entries += _outcome_entries(patient, patient_ref, condition_refs)
+    died_on = (
+        ClinicalEvent.objects.filter(patient=patient, kind=EventKind.DEATH)
+        .values_list("occurred_on", flat=True)
+        .first()
+    )
+    if died_on is not None:
+        entries[0]["resource"]["deceasedDateTime"] = died_on.isoformat()
     return {"resourceType": "Bundle", "type": "collection", "timestamp": now.isoformat(), "entry": entries}

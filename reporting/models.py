@@ -17,6 +17,8 @@ class ExportDataset(models.TextChoices):
     PLANS = "plans", "Plans"
     INR_READINGS = "inr-readings", "INR readings"
     FOLLOW_UPS = "follow-ups", "Follow-ups"
+    OUTCOMES = "outcomes", "Outcome reviews"
+    EVENTS = "events", "Clinical events"
 
 
 class ExportFormat(models.TextChoices):

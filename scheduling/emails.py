@@ -31,6 +31,8 @@ URGENT_REASONS = {
     "inr_high": "critical INR result",
     "deterioration": "deterioration recorded, urgent imaging due",
     "renal_doac_contraindicated": "renal function result needs review",
+    "major_bleeding": "major bleeding recorded, plan review needed",
+    "symptomatic_ich": "symptomatic intracranial hemorrhage recorded, plan review needed",
 }
 URGENT_REASON_DEFAULT = "needs urgent attention"
 

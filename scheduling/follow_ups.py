@@ -267,7 +267,35 @@ def follow_ups_sync_for_plan(*, plan: Plan) -> list[FollowUp]:
             item.status = FollowUpStatus.CANCELLED
             item.result_note = f"{AUTO_CANCEL_NOTE} {reason} (plan recomputed {timezone.localdate().isoformat()})."
             item.save(update_fields=["status", "result_note", "updated_at"])
+    items += outcome_reviews_sync(episode=episode)
     return sorted((i for i in items if i.status != FollowUpStatus.CANCELLED), key=lambda i: (i.due_on, i.pk))
+
+
+#: Reference §7: functional outcome (mRS) at 3, 6 and 12 months after diagnosis (ISCVT; SECRET).
+OUTCOME_REVIEW_MONTHS = (3, 6, 12)
+OUTCOME_REVIEW_SOURCE = "Reference §7 (ISCVT; SECRET)"
+
+
+def outcome_review_key(episode_id: int, months: int) -> str:
+    return f"{_episode_key(episode_id, FollowUpKind.OUTCOME_REVIEW)}:{months}m"
+
+
+def outcome_reviews_sync(*, episode: CvtEpisode) -> list[FollowUp]:
+    """The episode's outcome reviews at 3, 6 and 12 months after diagnosis (idempotent: one key each; a
+    changed diagnosis date moves the open ones). Recording the review (``outcomes``) completes the item."""
+    return [
+        _upsert_open(
+            key=outcome_review_key(episode.pk, months),
+            patient_id=episode.patient_id,
+            episode_id=episode.pk,
+            kind=FollowUpKind.OUTCOME_REVIEW,
+            due_on=episode.diagnosed_on + relativedelta(months=months),
+            window_end_on=None,
+            rule=f"outcome_review_{months}_months",
+            source=OUTCOME_REVIEW_SOURCE,
+        )
+        for months in OUTCOME_REVIEW_MONTHS
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,7 +395,9 @@ def follow_up_complete(
             errors["recanalization"] = (
                 "Give the recanalization result of the venous imaging: complete, partial or none."
             )
-        if item.status == FollowUpStatus.CANCELLED:
+        if item.kind == FollowUpKind.OUTCOME_REVIEW and item.status != FollowUpStatus.DONE:
+            errors["status"] = "Record the outcome review itself (mRS and findings): that marks it done."
+        elif item.status == FollowUpStatus.CANCELLED:
             errors["status"] = "This item was cancelled; it cannot be marked done."
         elif (
             item.status == FollowUpStatus.DONE

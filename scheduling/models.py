@@ -31,6 +31,8 @@ class FollowUpKind(models.TextChoices):
     THROMBOPHILIA_TESTING = "thrombophilia_testing", "Thrombophilia testing (protein C, S, antithrombin)"
     PROCEDURE_INR_CHECK = "procedure_inr_check", "INR check before a procedure"
     PROCEDURE_RESTART = "procedure_restart", "Restart anticoagulation after a procedure"
+    OUTCOME_REVIEW = "outcome_review", "Outcome review (mRS)"
+    EVENT_REVIEW = "event_review", "Plan review after a bleeding event"
 
 
 class FollowUpStatus(models.TextChoices):

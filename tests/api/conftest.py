@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from anticoag.models import InrReading
+from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.choices import Role
 from reporting.ical import calendar_feed_create
 from scheduling.models import FollowUp, Reminder, ReminderKind
@@ -50,6 +51,15 @@ def make_clinic(tag: str) -> SimpleNamespace:
         idempotency_key=f"test-digest-{tag}",
     )
     reminder.follow_ups.add(follow_up)
+    # An outcome review and an event (issue 16), each with a free-text note the research exports must drop.
+    OutcomeAssessment.objects.create(
+        patient=patient, episode=episode, timepoint="other", assessed_on=episode.diagnosed_on, mrs=1,
+        note=f"secret note {tag}",
+    )  # fmt: skip
+    ClinicalEvent.objects.create(
+        patient=patient, episode=episode, kind="bleeding", bleeding_site="skin", occurred_on=episode.diagnosed_on,
+        note=f"secret note {tag}",
+    )  # fmt: skip
     feed, feed_token = calendar_feed_create(user=nurse, label="phone")
     return SimpleNamespace(
         clinic=clinic,

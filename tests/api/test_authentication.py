@@ -9,7 +9,7 @@ from tests.api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-DATASETS = ("patients", "episodes", "plans", "inr-readings", "follow-ups")
+DATASETS = ("patients", "episodes", "plans", "inr-readings", "follow-ups", "outcomes", "events")
 
 #: Every operation that needs a login: (method, path with {id}/{fmt} placeholders as in the schema).
 PROTECTED = [
@@ -42,6 +42,16 @@ PROTECTED = [
     ("POST", "/api/v1/procedures/{id}/status/"),
     *[("GET", f"/api/v1/exports/{dataset}.{{fmt}}") for dataset in DATASETS],
     *[("GET", f"/api/v1/exports/research/{dataset}.{{fmt}}") for dataset in DATASETS],
+    ("GET", "/api/v1/exports/dictionary.csv"),
+    ("GET", "/api/v1/outcome-assessments/"),
+    ("POST", "/api/v1/outcome-assessments/"),
+    ("GET", "/api/v1/outcome-assessments/{id}/"),
+    ("GET", "/api/v1/clinical-events/"),
+    ("POST", "/api/v1/clinical-events/"),
+    ("GET", "/api/v1/clinical-events/{id}/"),
+    ("POST", "/api/v1/recanalizations/"),
+    ("GET", "/api/v1/quality-report/"),
+    ("GET", "/api/v1/quality-report.csv"),
 ]
 #: Public by design: the token endpoint is how one logs in; a calendar feed's secret URL is its credential.
 PUBLIC = [("POST", "/api/v1/auth/token/"), ("GET", "/api/v1/calendar/{token}.ics")]

@@ -44,7 +44,8 @@ def test_the_bundle_validates_and_holds_every_part_of_the_record(a):
     kinds = [entry.resource.get_resource_type() for entry in bundle.entry]
     assert kinds.count("Patient") == 1
     assert kinds.count("Condition") == 1
-    assert kinds.count("Observation") == 2
+    assert kinds.count("Observation") == 3  # two INR readings and the outcome review (make_clinic)
+    assert kinds.count("AdverseEvent") == 1  # the minor bleed (make_clinic)
     assert kinds.count("MedicationRequest") == 1
     assert kinds.count("ServiceRequest") == len(items)
     # and every reference points at an entry of the bundle

@@ -208,11 +208,11 @@ def test_a_feed_stops_when_its_owner_loses_the_nurse_role(a, anonymous):
     assert anonymous.get(url).status_code == 404
 
 
-def test_reporting_role_has_only_read_and_export_in_the_matrix():
-    from patients.roles import EXPORT, PERMISSION_MATRIX, VIEW
+def test_reporting_role_has_only_read_export_and_report_in_the_matrix():
+    from patients.roles import EXPORT, PERMISSION_MATRIX, REPORT, VIEW
 
     for model, actions in PERMISSION_MATRIX[Role.REPORTING].items():
-        assert set(actions) <= {VIEW, EXPORT}, model
+        assert set(actions) <= {VIEW, EXPORT, REPORT}, model
     assert EXPORT in PERMISSION_MATRIX[Role.REPORTING]["reporting.exportlog"]
     assert EXPORT in PERMISSION_MATRIX[Role.CLINICIAN]["reporting.exportlog"]
     assert "reporting.exportlog" not in PERMISSION_MATRIX[Role.NURSE]

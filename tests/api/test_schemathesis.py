@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from anticoag.models import InrImport
 from anticoag.procedure_services import procedure_record
 from config.wsgi import application
+from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.choices import Role
 from reporting.ical import calendar_feed_create
 from tests.factories import UserFactory
@@ -98,6 +99,12 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
         ).pk,
         "/api/v1/inr-imports/": InrImport.objects.create(clinic=a.clinic, uploaded_by=user, content=b"").pk,
     }  # fmt: skip
+    known["/api/v1/outcome-assessments/"] = OutcomeAssessment.objects.create(
+        patient=a.patient, episode=a.episode, timepoint="other", assessed_on=a.episode.diagnosed_on, mrs=1
+    ).pk
+    known["/api/v1/clinical-events/"] = ClinicalEvent.objects.create(
+        patient=a.patient, episode=a.episode, kind="other_vte", vte_site="pe", occurred_on=a.episode.diagnosed_on
+    ).pk
     known["/api/v1/calendar-feeds/"] = calendar_feed_create(user=user)[0].pk  # fuzzed DELETEs revoke this one
     _, feed_token = calendar_feed_create(user=user)  # and the .ics is read through this one
 

@@ -28,7 +28,12 @@ DIAGNOSED = date(2025, 3, 10)
 
 
 def items_of(episode) -> dict[str, FollowUp]:
-    return {f.key.removeprefix(f"ep{episode.pk}:"): f for f in FollowUp.objects.filter(episode=episode)}
+    """The plan's items (the 3-, 6- and 12-month outcome reviews are tested with the outcomes)."""
+    return {f.key.removeprefix(f"ep{episode.pk}:"): f for f in plan_items().filter(episode=episode)}
+
+
+def plan_items():
+    return FollowUp.objects.exclude(kind=FollowUpKind.OUTCOME_REVIEW)
 
 
 def plan_of(episode) -> Plan:
@@ -97,7 +102,7 @@ def test_a_confirmed_end_date_replaces_the_proposals_review_and_testing_dates(ep
     assert (review.due_on, review.window_end_on) == (date(2026, 2, 24), date(2026, 3, 10))
     assert (testing.due_on, testing.window_end_on) == (date(2026, 3, 24), date(2026, 4, 7))
     assert review.rule == "decision:end_of_therapy_review"
-    assert FollowUp.objects.filter(episode=episode).count() == 3
+    assert plan_items().filter(episode=episode).count() == 3
 
 
 def test_changed_facts_move_open_items_but_never_done_ones(episode, doctor):
@@ -113,7 +118,7 @@ def test_changed_facts_move_open_items_but_never_done_ones(episode, doctor):
     assert items["venous_imaging"].due_on == date(2025, 6, 10)
     assert items["venous_imaging"].recanalization == "complete"
     assert items["end_of_therapy_review"].due_on == date(2025, 7, 27)  # 10 Aug − 14 days
-    assert FollowUp.objects.filter(episode=episode).count() == 3
+    assert plan_items().filter(episode=episode).count() == 3
 
 
 def test_a_course_that_becomes_indefinite_cancels_the_end_of_therapy_items_with_a_reason(
@@ -257,7 +262,7 @@ def test_refused_completions_name_the_field_and_change_nothing(episode, kind, co
     assert field in caught.value.message_dict
     item.refresh_from_db()
     assert item.status == FollowUpStatus.SCHEDULED
-    assert FollowUp.objects.count() == 3
+    assert plan_items().count() == 3
 
 
 # --- deterioration --------------------------------------------------------------------------------------------

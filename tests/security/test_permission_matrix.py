@@ -18,10 +18,11 @@ from django.utils import timezone
 
 from anticoag.models import WarfarinDose
 from interfaces.models import InboundMessage
+from outcomes.models import ClinicalEvent, OutcomeAssessment, SinusRecanalization
 from patients.choices import Role
 from patients.management.commands.permission_matrix import matrix_models
 from patients.models import PatientContact
-from patients.roles import ADD, CHANGE, DELETE, EXPORT, PERMISSION_MATRIX, VIEW
+from patients.roles import ADD, CHANGE, DELETE, EXPORT, PERMISSION_MATRIX, REPORT, VIEW
 from reporting.models import ExportLog
 from tests.api.conftest import client_for, make_clinic
 from tests.factories import LabResultFactory
@@ -115,6 +116,8 @@ def admin_object(clinic, label: str, user):
         return InboundMessage.objects.create(
             control_id="PM1", message_type="ORU^R01", version="2.5.1", status="held", clinic=clinic.clinic
         )
+    if label.startswith("outcomes."):
+        return outcome_objects(clinic)[label]
     return {
         "patients.clinic": clinic.clinic,
         "patients.patient": clinic.patient,
@@ -140,6 +143,28 @@ def a_procedure(clinic):
         bleed_risk="low",
         agent="warfarin",
     )
+
+
+def outcome_objects(clinic) -> dict:
+    """One record of each outcomes model in the clinic (made once per clinic)."""
+    if not hasattr(clinic, "outcomes"):
+        patient, episode = clinic.patient, clinic.episode
+        clinic.outcomes = {
+            "outcomes.outcomeassessment": OutcomeAssessment.objects.create(
+                patient=patient, episode=episode, timepoint="other", assessed_on=episode.diagnosed_on, mrs=1
+            ),
+            "outcomes.sinusrecanalization": SinusRecanalization.objects.create(
+                follow_up=clinic.follow_up, sinus="superior_sagittal", grade="partial"
+            ),
+            "outcomes.clinicalevent": ClinicalEvent.objects.create(
+                patient=patient,
+                episode=episode,
+                kind="bleeding",
+                occurred_on=episode.diagnosed_on,
+                bleeding_site="skin",
+            ),
+        }
+    return clinic.outcomes
 
 
 def admin_url(label: str, view: str, *args) -> str:
@@ -200,6 +225,8 @@ API_COLLECTIONS = {
     "/api/v1/reminders/": "scheduling.reminder",
     "/api/v1/calendar-feeds/": "reporting.calendarfeed",
     "/api/v1/procedures/": "anticoag.procedure",
+    "/api/v1/outcome-assessments/": "outcomes.outcomeassessment",
+    "/api/v1/clinical-events/": "outcomes.clinicalevent",
 }
 
 
@@ -213,6 +240,8 @@ def detail_id(clinic, label: str) -> int:
         "scheduling.reminder": clinic.reminder.pk,
         "reporting.calendarfeed": clinic.feed.pk,
         "anticoag.procedure": a_procedure(clinic).pk,
+        "outcomes.outcomeassessment": outcome_objects(clinic)["outcomes.outcomeassessment"].pk,
+        "outcomes.clinicalevent": outcome_objects(clinic)["outcomes.clinicalevent"].pk,
     }[label]
 
 
@@ -247,10 +276,14 @@ def api_writes(clinic):
             [ADD],
         ),
         ("post", f"/api/v1/procedures/{a_procedure(clinic).pk}/status/", {}, "json", "anticoag.procedure", [CHANGE]),
+        ("post", "/api/v1/outcome-assessments/", {}, "json", "outcomes.outcomeassessment", [ADD]),
+        ("post", "/api/v1/clinical-events/", {}, "json", "outcomes.clinicalevent", [ADD]),
+        ("post", "/api/v1/recanalizations/", {}, "json", "outcomes.sinusrecanalization", [ADD]),
+        ("get", "/api/v1/quality-report/", None, None, "outcomes.clinicalevent", [REPORT]),
     ]
 
 
-@pytest.mark.parametrize("index", range(10))
+@pytest.mark.parametrize("index", range(14))
 @pytest.mark.parametrize("role", ROLES)
 def test_api_writes_and_exports_follow_the_matrix(clinic, role: str, index: int) -> None:
     method, url, body, fmt, label, actions = api_writes(clinic)[index]
@@ -267,8 +300,8 @@ def test_api_writes_and_exports_follow_the_matrix(clinic, role: str, index: int)
 @pytest.mark.parametrize("url", [u for u in API_COLLECTIONS if u != "/api/v1/calendar-feeds/"])
 @pytest.mark.parametrize("role", ROLES)
 def test_api_collections_offer_no_other_writes(clinic, role: str, url: str) -> None:
-    # Patients, episodes, plans, readings, follow-ups and reminders are written in the admin (or by the
-    # actions above); their collections take no PUT/PATCH/DELETE, whatever the role's matrix says.
+    # Patients, episodes, plans, readings, follow-ups, reminders, outcome reviews and events are written in the
+    # admin (or by the actions above); their collections take no PUT/PATCH/DELETE, whatever the role's matrix says.
     client = client_for(user_of(clinic, role))
     label = API_COLLECTIONS[url]
     item = f"{url}{detail_id(clinic, label)}/"

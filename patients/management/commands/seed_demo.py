@@ -127,6 +127,7 @@ class Command(BaseCommand):
             clinic, staff = self._clinic_and_staff()
             created = sum(self._patient(clinic, staff, number, case) for number, case in enumerate(CASES, start=1))
             # The main history (clinic.demo: confirmed plans, INR readings, follow-ups), above this app: named.
+            import_string("outcomes.demo.seed_outcomes_demo")(clinic=clinic)  # outcome reviews, events (issue 16)
             history = import_string("clinic.demo.demo_history_seed")(clinic=clinic, staff=staff)
             # Procedures (reference §8) live in anticoag, above this app: named, not imported at module level.
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
