@@ -314,7 +314,13 @@ class EpisodeFacts:
         object.__setattr__(self, "risk_factors", codes)
         object.__setattr__(self, "medications", meds)
         object.__setattr__(self, "pregnant", "pregnancy" in codes and self.delivered_on is None)
-        _check_pregnancy_facts(self)
+        check_pregnancy_facts(
+            risk_factors=codes,
+            diagnosed_on=self.diagnosed_on,
+            delivered_on=self.delivered_on,
+            expected_delivery_on=self.expected_delivery_on,
+            breastfeeding=self.breastfeeding,
+        )
 
     def codes_of(self, risk_class: RiskClass) -> frozenset[str]:
         """The recorded risk factor codes of one class (reference §1)."""
@@ -331,32 +337,43 @@ class EpisodeFacts:
         return self.age is not None and self.age >= ADULT_FROM_AGE
 
 
-def _check_pregnancy_facts(f: EpisodeFacts) -> None:
+def check_pregnancy_facts(
+    *,
+    risk_factors: Iterable[str],
+    diagnosed_on: date | None,
+    delivered_on: date | None,
+    expected_delivery_on: date | None,
+    breastfeeding: bool,
+) -> None:
     """Reference §3 (rev 2): a delivery date or breastfeeding without a pregnancy code is a contradiction.
 
     The same holds for an expected delivery date, and for the puerperium (a CVT *after* delivery): with only
     the ``puerperium`` code, a delivery date after the diagnosis contradicts the code, and so does one more
-    than 6 weeks before it (§1: "within 6 weeks after delivery").
+    than 6 weeks before it (§1: "within 6 weeks after delivery"). Raises :class:`FactsError` naming the field;
+    the model's ``clean()`` and the admin call it too, so every path refuses the same things.
     """
+    codes = frozenset(risk_factors)
     need = "needs the pregnancy or puerperium risk factor code (reference §3: pregnancy is one fact)"
-    if not f.pregnancy_associated:
-        if f.delivered_on is not None:
+    if not codes & PREGNANCY_CODES:
+        if delivered_on is not None:
             raise FactsError("delivered_on", f"a delivery date {need}")
-        if f.expected_delivery_on is not None:
+        if expected_delivery_on is not None:
             raise FactsError("expected_delivery_on", f"an expected delivery date {need}")
-        if f.breastfeeding:
+        if breastfeeding:
             raise FactsError("breastfeeding", f"breastfeeding {need}")
         return
-    if "pregnancy" not in f.risk_factors and f.expected_delivery_on is not None:
+    if "pregnancy" in codes:
+        return
+    if expected_delivery_on is not None:
         raise FactsError(
             "expected_delivery_on", "the puerperium code means the delivery has happened: give delivered_on instead"
         )
-    if "pregnancy" not in f.risk_factors and f.delivered_on is not None:
-        if f.delivered_on > f.diagnosed_on:
+    if delivered_on is not None and diagnosed_on is not None:
+        if delivered_on > diagnosed_on:
             raise FactsError(
                 "delivered_on", "is after the diagnosis, but the puerperium code means a CVT after delivery"
             )
-        if f.delivered_on + PUERPERIUM < f.diagnosed_on:
+        if delivered_on + PUERPERIUM < diagnosed_on:
             raise FactsError(
                 "delivered_on",
                 "is more than 6 weeks before the diagnosis, but the puerperium code means a CVT within 6 weeks "

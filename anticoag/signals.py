@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from patients.models import CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
+from patients.models import CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient, PatientMedication
 
 from .services import plan_refresh
 
@@ -34,6 +34,7 @@ def _episode_ids_of(instance) -> list[int]:
 @receiver(post_save, sender=DeteriorationEvent, dispatch_uid="plan_on_deterioration_save")
 @receiver(post_save, sender=LabResult, dispatch_uid="plan_on_lab_save")
 @receiver(post_save, sender=Patient, dispatch_uid="plan_on_patient_save")
+@receiver(post_save, sender=PatientMedication, dispatch_uid="plan_on_medication_save")
 def refresh_plan_on_save(sender, instance, raw: bool = False, **kwargs) -> None:
     if raw:  # fixtures load rows as they are
         return
@@ -51,6 +52,7 @@ def refresh_plan_on_save(sender, instance, raw: bool = False, **kwargs) -> None:
 @receiver(post_delete, sender=DeteriorationEvent, dispatch_uid="plan_on_deterioration_delete")
 @receiver(post_delete, sender=LabResult, dispatch_uid="plan_on_lab_delete")
 @receiver(post_delete, sender=CvtEpisode, dispatch_uid="plan_on_episode_delete")
+@receiver(post_delete, sender=PatientMedication, dispatch_uid="plan_on_medication_delete")
 def refresh_plan_on_delete(sender, instance, **kwargs) -> None:
     patient_id = instance.patient_id if hasattr(instance, "patient_id") else None
     ids = _episode_ids_of(instance) if patient_id is None else None

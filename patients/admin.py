@@ -109,7 +109,7 @@ class ClinicAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 class EpisodeInline(admin.TabularInline):
     model = CvtEpisode
     extra = 0
-    fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "pregnant", "prior_cvt"]
+    fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "prior_cvt"]
     show_change_link = True
 
 
@@ -167,8 +167,8 @@ class CvtEpisodeForm(forms.ModelForm):
             "subdural_hematoma",
             "microbleeds",
             "anti_amyloid_therapy",
-            "pregnant",
             "delivered_on",
+            "expected_delivery_on",
             "breastfeeding",
             "prior_cvt",
             "prior_vte",
@@ -181,9 +181,9 @@ class CvtEpisodeAdmin(ClinicScopedAdmin):
     log_access = True
     form = CvtEpisodeForm
     clinic_path = "patient__clinic"
-    list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds", "pregnant"]
+    list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds"]
     list_select_related = ["patient"]
-    list_filter = ["patient__clinic", "hemorrhage", "pregnant"]
+    list_filter = ["patient__clinic", "hemorrhage"]
     mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn", "^patient__family_name"]
     date_hierarchy = "diagnosed_on"
@@ -193,7 +193,14 @@ class CvtEpisodeAdmin(ClinicScopedAdmin):
     fieldsets = [
         (None, {"fields": ["patient", "diagnosed_on", "sinuses"]}),
         ("Bleeding", {"fields": ["hemorrhage", "subdural_hematoma", "microbleeds", "anti_amyloid_therapy"]}),
-        ("Pregnancy", {"fields": ["pregnant", "delivered_on", "breastfeeding"]}),
+        (
+            "Pregnancy",
+            {
+                "fields": ["delivered_on", "expected_delivery_on", "breastfeeding"],
+                "description": "Pregnancy is recorded as a risk factor: 'CVT during pregnancy' or 'CVT within 6 weeks "
+                "after delivery'. These dates and breastfeeding need one of those codes.",
+            },
+        ),
         ("History", {"fields": ["prior_cvt", "prior_vte", "notes"]}),
     ]
 
