@@ -9,7 +9,7 @@ from rest_framework.routers import SimpleRouter
 
 from anticoag.api import InrImportApi, InrReadingViewSet, PlanViewSet
 from anticoag.procedure_api import ProcedureViewSet
-from patients.api import EpisodeViewSet, PatientViewSet
+from patients.api import EpisodeViewSet, MedicationViewSet, PatientViewSet
 from reporting.api import AuthTokenApi, CalendarFeedViewSet, CalendarIcsApi, PatientFhirApi, export_view
 from reporting.models import ExportDataset
 from scheduling.api import FollowUpViewSet, ReminderViewSet
@@ -24,6 +24,7 @@ def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 router = SimpleRouter()
 router.register("patients", PatientViewSet, basename="patient")
 router.register("episodes", EpisodeViewSet, basename="episode")
+router.register("medications", MedicationViewSet, basename="medication")
 router.register("plans", PlanViewSet, basename="plan")
 router.register("inr-readings", InrReadingViewSet, basename="inr-reading")
 router.register("follow-ups", FollowUpViewSet, basename="follow-up")

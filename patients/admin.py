@@ -21,7 +21,7 @@ from config.security import client_ip
 
 from .audit import record_access
 from .choices import Sinus
-from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient
+from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient, PatientMedication
 from .scoping import clinic_ids_for, scope_to_user_clinics
 
 
@@ -96,6 +96,10 @@ class ClinicScopedAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+#: The clinic's DOAC formulary fields (reference §3 rev 2): changing one recomputes the clinic's plans.
+FORMULARY_FIELDS = ("offers_dabigatran", "offers_rivaroxaban", "offers_apixaban")
+
+
 @admin.register(Clinic)
 class ClinicAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     list_display = ["name", "time_zone", "alert_email", "digest_time", "extended_inr_interval"]
@@ -105,12 +109,33 @@ class ClinicAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope_to_user_clinics(super().get_queryset(request), request.user, "pk")
 
+    def save_model(self, request: HttpRequest, obj: Clinic, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and set(form.changed_data) & set(FORMULARY_FIELDS):
+            from anticoag.replan import replan_plans  # anticoag depends on patients, not the other way round
+
+            counts = replan_plans(clinic=obj)
+            self.message_user(
+                request,
+                f"DOAC formulary changed: plans recomputed ({counts['unchanged']} unchanged, {counts['changed']} "
+                f"changed, {counts['review_needed']} now need review).",
+            )
+
 
 class EpisodeInline(admin.TabularInline):
     model = CvtEpisode
     extra = 0
     fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "prior_cvt"]
     show_change_link = True
+
+
+class MedicationInline(admin.TabularInline):
+    """The patient's medicines (reference §5a): the rules read the current ones."""
+
+    model = PatientMedication
+    extra = 0
+    fields = ["code", "started_on", "stopped_on", "note"]
+    ordering = ["-started_on"]
 
 
 class LabResultInline(admin.TabularInline):
@@ -133,15 +158,35 @@ class PatientAdmin(ClinicScopedAdmin):
     search_help_text = "Exact MRN, or the start of a family or given name."
     show_full_result_count = False
     list_per_page = 50
-    inlines = [EpisodeInline, LabResultInline]
+    inlines = [EpisodeInline, MedicationInline, LabResultInline]
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", ("given_name", "family_name"), ("date_of_birth", "sex"), "weight_kg"]}),
         ("Care team", {"fields": ["primary_nurse", "responsible_clinician", "active"]}),
     ]
 
 
+class RiskFactorFormSet(forms.BaseInlineFormSet):
+    """Checks the pregnancy facts against the risk factor codes being submitted (reference §3 rev 2: a delivery
+    date, an expected delivery date or breastfeeding needs a pregnancy or puerperium code). The episode form
+    defers this check to here, because only here are the codes of this submission known."""
+
+    def clean(self) -> None:
+        super().clean()
+        codes = {
+            form.cleaned_data["code"]
+            for form in self.forms
+            if getattr(form, "cleaned_data", None)
+            and form.cleaned_data.get("code")
+            and not self._should_delete_form(form)
+        }
+        errors = self.instance.pregnancy_errors(codes)
+        if errors:
+            raise forms.ValidationError([f"{field}: {message}" for field, message in errors.items()])
+
+
 class RiskFactorInline(admin.TabularInline):
     model = EpisodeRiskFactor
+    formset = RiskFactorFormSet
     extra = 1
     fields = ["code", "noted_on"]
 
@@ -156,6 +201,11 @@ class CvtEpisodeForm(forms.ModelForm):
     sinuses = forms.MultipleChoiceField(
         choices=Sinus.choices, widget=forms.CheckboxSelectMultiple, required=False, label="Sinuses involved"
     )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The risk factor inline (RiskFactorFormSet) checks pregnancy facts against the submitted codes.
+        self.instance._pregnancy_checked_with_inlines = True
 
     class Meta:
         model = CvtEpisode

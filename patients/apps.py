@@ -14,7 +14,14 @@ class PatientsConfig(AppConfig):
         from .roles import sync_role_groups
 
         # Every change to clinical data is audited: who, when, what changed.
-        for model_name in ("Patient", "CvtEpisode", "EpisodeRiskFactor", "DeteriorationEvent", "LabResult"):
+        for model_name in (
+            "Patient",
+            "CvtEpisode",
+            "EpisodeRiskFactor",
+            "DeteriorationEvent",
+            "LabResult",
+            "PatientMedication",
+        ):
             auditlog.register(self.get_model(model_name))
         auditlog.register(self.get_model("Clinic"), m2m_fields={"staff"})
         post_migrate.connect(sync_role_groups, dispatch_uid="patients.sync_role_groups")
