@@ -159,6 +159,16 @@ class PatientAdmin(ClinicScopedAdmin):
     show_full_result_count = False
     list_per_page = 50
     inlines = [EpisodeInline, MedicationInline, LabResultInline]
+
+    def get_formset_kwargs(self, request: HttpRequest, obj, inline, prefix: str) -> dict:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, MedicationInline) and "data" in kwargs and f"{prefix}-TOTAL_FORMS" not in kwargs["data"]:
+            # A form posted without the medicines section (a client of the page before the section existed)
+            # leaves the medicines as they are instead of failing on a missing management form.
+            data = kwargs["data"].copy()
+            data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+            kwargs["data"] = data
+        return kwargs
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", ("given_name", "family_name"), ("date_of_birth", "sex"), "weight_kg"]}),
         ("Care team", {"fields": ["primary_nurse", "responsible_clinician", "active"]}),

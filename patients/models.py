@@ -57,9 +57,9 @@ class Clinic(models.Model):
     staff = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="clinics", blank=True)
     # The clinic's DOAC formulary (reference §3 rev 2: "which DOACs a clinic offers is its formulary setting
     # (default: all three)"). Plans propose only the DOACs ticked here.
-    offers_dabigatran = models.BooleanField("formulary: dabigatran", default=True)
-    offers_rivaroxaban = models.BooleanField("formulary: rivaroxaban", default=True)
-    offers_apixaban = models.BooleanField("formulary: apixaban", default=True)
+    offers_dabigatran = models.BooleanField("formulary: dabigatran", default=True, db_default=True)
+    offers_rivaroxaban = models.BooleanField("formulary: rivaroxaban", default=True, db_default=True)
+    offers_apixaban = models.BooleanField("formulary: apixaban", default=True, db_default=True)
 
     class Meta:
         ordering = ["name"]
@@ -267,9 +267,10 @@ class CvtEpisode(models.Model):
         if self.delivered_on and self.diagnosed_on and (self.diagnosed_on - self.delivered_on).days > 366:
             errors["delivered_on"] = "The delivery date is more than a year before the diagnosis."
         if not getattr(self, "_pregnancy_checked_with_inlines", False):
-            # The admin checks with the risk factor rows being submitted (its inline formset); everyone else
-            # with the saved codes.
-            for field, message in self.pregnancy_errors().items():
+            # The admin checks with the risk factor rows being submitted (its inline formset); code that creates
+            # an episode with its codes sets ``pending_risk_codes``; everyone else is checked with the saved codes.
+            pending = getattr(self, "pending_risk_codes", None)
+            for field, message in self.pregnancy_errors(None if pending is None else set(pending)).items():
                 errors.setdefault(field if field != "risk_factors" else NON_FIELD_ERRORS, message)
         if self.diagnosed_on and self.patient_id and self.diagnosed_on < self.patient.date_of_birth:
             errors["diagnosed_on"] = "The diagnosis date is before the patient's date of birth."

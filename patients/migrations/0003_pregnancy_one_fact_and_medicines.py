@@ -104,17 +104,17 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='clinic',
             name='offers_apixaban',
-            field=models.BooleanField(default=True, verbose_name='formulary: apixaban'),
+            field=models.BooleanField(db_default=True, default=True, verbose_name='formulary: apixaban'),
         ),
         migrations.AddField(
             model_name='clinic',
             name='offers_dabigatran',
-            field=models.BooleanField(default=True, verbose_name='formulary: dabigatran'),
+            field=models.BooleanField(db_default=True, default=True, verbose_name='formulary: dabigatran'),
         ),
         migrations.AddField(
             model_name='clinic',
             name='offers_rivaroxaban',
-            field=models.BooleanField(default=True, verbose_name='formulary: rivaroxaban'),
+            field=models.BooleanField(db_default=True, default=True, verbose_name='formulary: rivaroxaban'),
         ),
         migrations.AddField(
             model_name='cvtepisode',

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def test_seed_demo_covers_every_category_and_role_and_is_idempotent():
     call_command("seed_demo", stdout=StringIO())
     patients, episodes = Patient.objects.count(), CvtEpisode.objects.count()
-    assert patients == 40
+    assert patients == 43  # the 40 of every category, and the 3 of rules revision 2 (anticoag.demo)
     categories = set(Plan.objects.values_list("proposal__category", flat=True))
     assert categories == set(CATEGORIES)
     roles = set(get_user_model().objects.filter(clinics__isnull=False).values_list("groups__name", flat=True))
