@@ -116,6 +116,8 @@ SOURCES: dict[str, str] = {
     "SEED001": "Seed document 001: microhemorrhages of unclear cause.",
     "SEED002": "Seed document 002: CVT secondary to intracranial hypotension (case report).",
     "CLINIC": "Clinic practice (no external guideline).",
+    "SCOPE": "Clinical reference §0 (rev 2): the rules are for adults (18 or more); pediatric CVT needs a pediatric "
+    "protocol (weight-based dosing, e.g. EINSTEIN-Jr CVT (rivaroxaban) or DIVERSITY (dabigatran)).",
 }
 
 
@@ -754,7 +756,7 @@ DURATION_NOTES: tuple[NoteRow, ...] = (
             lambda f, row: not f.adult,
             "Adult rule: the category and duration are those of adults (reference §0); a patient under 18 needs "
             "a pediatric protocol.",
-            "clinical reference §0 (adults only)"),
+            "SCOPE (clinical reference §0: adults only)"),
     # §2 row 3: "indefinite while the cancer is active".
     NoteRow("while_cancer_active",
             lambda f, row: row.category == "cancer",
@@ -1096,7 +1098,7 @@ def _inducer_message(s: Situation) -> str:
 DOAC_EXCLUSIONS: tuple[ExclusionRow, ...] = (
     ExclusionRow("pediatric_out_of_scope", lambda s: not s.adult,
                  "Under 18, or age not recorded: no adult oral agent (reference §0).",
-                 "clinical reference §0 (adults only)"),
+                 "SCOPE (clinical reference §0: adults only)"),
     ExclusionRow("aps_vka_only", lambda s: s.has("antiphospholipid_syndrome"),
                  "Antiphospholipid syndrome: warfarin (VKA) only, no DOAC.",
                  "EULAR 2019 (no rivaroxaban in triple-positive APS); ACTION-CVT and SECRET excluded APS"),
@@ -1476,7 +1478,7 @@ WARNING_TABLE: tuple[WarningRow, ...] = (
                + "Pediatric CVT needs a pediatric protocol: weight-based dosing, e.g. EINSTEIN-Jr CVT (rivaroxaban) "
                "or DIVERSITY (dabigatran); involve the pediatric thrombosis service. No adult oral agent, dose or "
                "creatinine clearance is proposed; category and duration are adult rules.",
-               "clinical reference §0 (adults only)"),
+               "SCOPE (clinical reference §0: adults only)"),
     WarningRow("heparin_contraindicated", URGENT, lambda s: s.heparin_contraindicated,
                lambda s: "Heparin is contraindicated ("
                + " and ".join(RISK_FACTORS[c].meaning for c in sorted(s.facts.risk_factors & HEPARIN_CONTRAINDICATING_CODES))
@@ -1695,7 +1697,7 @@ class Recommendation:
             "scope": {
                 "adult": self.adult,
                 "rule": "adults only (18 or more); under 18 or age unknown: pediatric_out_of_scope",
-                "source": "clinical reference §0",
+                "source": "SCOPE",
             },
             "doac_formulary": list(self.doac_formulary),
             "sources": [{"name": name, "citation": SOURCES[name]} for name in self.cited_sources()],
