@@ -105,7 +105,7 @@ HIGH_ROW = IntervalRow(
     "INR 5.0-9.0 without bleeding: hold; retest in 1-3 days; same-day alert to clinician",
     1,
     3,
-    "VA practice; CHEST2012 (INR 4.5-10 without bleeding: no routine vitamin K, 2B)",
+    "CHEST2012; VA practice",
     verified=False,
 )
 STABLE_SMALL_EXCURSION_ROW = IntervalRow(

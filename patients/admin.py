@@ -169,6 +169,7 @@ class PatientAdmin(ClinicScopedAdmin):
             data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
             kwargs["data"] = data
         return kwargs
+
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", ("given_name", "family_name"), ("date_of_birth", "sex"), "weight_kg"]}),
         ("Care team", {"fields": ["primary_nurse", "responsible_clinician", "active"]}),
