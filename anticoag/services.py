@@ -165,7 +165,7 @@ def plan_recompute(*, episode: CvtEpisode, on: dt.date | None = None) -> tuple[P
     policy = rules_policy(clinic=episode.patient.clinic)
     proposal = rules.recommend(facts, policy=policy).as_dict()
     plan = Plan.objects.select_for_update().filter(episode=episode).first()
-    if plan is not None and plan.proposal == proposal:
+    if plan is not None and plan.proposal == proposal and plan.rules_version == proposal["rules_version"]:
         return plan, UNCHANGED
     was_status = plan.status if plan is not None else None
     substantive = (
