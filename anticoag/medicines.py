@@ -1,8 +1,9 @@
 """Current medicines that matter to an anticoagulant: the vocabulary of reference §5a, as a plain table.
 
 Pure Python, no Django (like ``anticoag.rules``, which reads it). Every row is **[verify]** in the reference
-("all [verify] against the EHRA 2021 tables and the labels"), so every row carries ``verified=False`` and
-the clinic can extend the table (``extend_vocabulary``; the ``ANTICOAG_EXTRA_MEDICINES`` setting).
+("all [verify] against the EHRA 2021 tables and the labels"), so every row carries ``verified=False``. A
+clinic adds a medicine by adding a row here (the reference calls the list "clinic-extendable"; there is no
+settings-driven extension yet).
 
 Effects are coded per agent so the rules can act on them:
 
@@ -16,7 +17,7 @@ Effects are coded per agent so the rules can act on them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: The agents a §5a effect is stated for.
@@ -154,34 +155,6 @@ MEDICINES: dict[str, Medicine] = {
     )
 }
 # fmt: on
-
-
-def vocabulary(extra: Iterable[Medicine] = ()) -> dict[str, Medicine]:
-    """The §5a table plus a clinic's own rows (a clinic row never replaces a reference row)."""
-    table = dict(MEDICINES)
-    for medicine in extra:
-        table.setdefault(medicine.code, medicine)
-    return table
-
-
-def medicine_from_mapping(data: Mapping[str, object]) -> Medicine:
-    """A clinic-added row from settings: ``{"code", "name", "class", "effects": {agent: [kind, text]}}``."""
-    code, name, drug_class = data.get("code"), data.get("name"), data.get("class")
-    if not all(isinstance(v, str) and v for v in (code, name, drug_class)):
-        raise ValueError("a medicine needs the strings code, name and class")
-    raw = data.get("effects") or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{code}: effects must map an agent to [kind, text]")
-    effects: dict[str, Effect] = {}
-    for agent, value in raw.items():
-        if agent not in AGENTS:
-            raise ValueError(f"{code}: unknown agent {agent!r}; allowed: {', '.join(AGENTS)}")
-        if not (isinstance(value, (list, tuple)) and len(value) == 2 and value[0] in EFFECT_KINDS):
-            raise ValueError(f"{code}: effect of {agent} must be [kind, text], kind one of {', '.join(EFFECT_KINDS)}")
-        effects[agent] = Effect(str(value[0]), str(value[1]))
-    return Medicine(
-        str(code), str(name), str(drug_class), effects, source=str(data.get("source") or "CLINIC"), verified=False
-    )
 
 
 def resolve(code: str, table: Mapping[str, Medicine] | None = None) -> Medicine | None:
