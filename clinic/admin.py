@@ -29,6 +29,7 @@ from django.utils.http import urlencode
 
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
+from anticoag.patient_page import current_medicines_context
 from patients.admin import ClinicScopedAdmin, PatientAdmin
 from patients.clinic_time import RecordTimeZoneAdminMixin, clinic_datetime
 from patients.models import Patient
@@ -299,6 +300,7 @@ class PatientPageAdmin(PatientAdmin):
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
+        page["current_medicines"] = current_medicines_context(patient=patient)  # rules revision 2 (§5a)
         return {"patient_page": page, "patient_obj": patient}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:

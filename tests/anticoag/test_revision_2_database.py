@@ -360,6 +360,9 @@ def test_the_patient_page_has_the_medicines_inline(admin_client: Client):
     a = make_clinic("A")
     page = admin_client.get(reverse("admin:patients_patient_change", args=[a.patient.pk])).content.decode()
     assert "medications-TOTAL_FORMS" in page and "Levetiracetam" in page
+    # and the summary lists the current ones with their effect
+    assert 'id="current-medicines"' in page
+    assert "antiseizure, no relevant interaction" in page
 
 
 # ---------------------------------------------------------------------------------------------------------
