@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('anticoag', '0003_plan_open_computed_idx'),
+        ('anticoag', '0004_procedures'),
     ]
 
     operations = [
