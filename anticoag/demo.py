@@ -40,10 +40,10 @@ class RevisionTwoCase:
 
 CASES: tuple[RevisionTwoCase, ...] = (
     # Pregnant now (pregnancy code, no delivery yet): LMWH only; the end is 6 weeks after the expected delivery.
-    RevisionTwoCase("DEMO-R2-01", "Marta", "Keller", Sex.FEMALE, 32, "68", 1, ("pregnancy",), (), Agent.LMWH, 14),
+    RevisionTwoCase("DEMO-R2-01", "Mira", "Keller", Sex.FEMALE, 32, "68", 1, ("pregnancy",), (), Agent.LMWH, 14),
     # Seizures after the CVT, on carbamazepine: every DOAC is ineligible (strong inducer); warfarin.
     RevisionTwoCase(
-        "DEMO-R2-02", "Tomasz", "Nowak", Sex.MALE, 44, "82", 2, ("dehydration",), ("carbamazepine",), Agent.WARFARIN
+        "DEMO-R2-02", "Tomas", "Nowak", Sex.MALE, 44, "82", 2, ("dehydration",), ("carbamazepine",), Agent.WARFARIN
     ),
     # Unprovoked CVT on rivaroxaban 20 mg once daily (SECRET).
     RevisionTwoCase("DEMO-R2-03", "Sofia", "Ribeiro", Sex.FEMALE, 52, "64", 3, (), (), Agent.RIVAROXABAN),

@@ -59,8 +59,8 @@ def test_the_demo_shows_the_new_rows() -> None:
     on_carbamazepine = Patient.objects.get(clinic=clinic, mrn="DEMO-R2-02")
     on_rivaroxaban = Patient.objects.get(clinic=clinic, mrn="DEMO-R2-03")
     # names that fit their sex
-    assert (pregnant.sex, pregnant.given_name) == ("female", "Marta")
-    assert (on_carbamazepine.sex, on_carbamazepine.given_name) == ("male", "Tomasz")
+    assert (pregnant.sex, pregnant.given_name) == ("female", "Mira")
+    assert (on_carbamazepine.sex, on_carbamazepine.given_name) == ("male", "Tomas")
     assert (on_rivaroxaban.sex, on_rivaroxaban.given_name) == ("female", "Sofia")
     # a pregnant patient on LMWH: no oral agent, the end computed from the expected delivery date
     plan = Plan.objects.get(episode__patient=pregnant)
