@@ -36,7 +36,9 @@ def render_proposal(proposal: dict) -> str:
             span += f", review every {duration['review_every_months']} months"
     else:
         high = f"–{duration['max_months']}" if duration.get("max_months") else "+"
-        span = f"{duration['min_months']}{high} months: earliest end {duration['earliest_end_on']}"
+        # Pregnant without a delivery date: no end date that could fall before the delivery (rules rev 2).
+        end = duration.get("earliest_end_text") or duration["earliest_end_on"]
+        span = f"{duration['min_months']}{high} months: earliest end {end}"
         if duration.get("latest_end_on"):
             span += f", latest end {duration['latest_end_on']}"
     rows: list[tuple[str, str, str]] = [
@@ -46,6 +48,12 @@ def render_proposal(proposal: dict) -> str:
     rows += [("Duration note", n["message"], _source(n)) for n in duration.get("notes", [])]
     acute = proposal.get("acute_phase") or {}
     rows.append(("Acute phase", f"{acute.get('agent', '').upper()}: {acute.get('message', '')}", _source(acute)))
+    dose = acute.get("dose_suggestion")
+    if dose:
+        verify = "" if dose.get("verified") else " [verify]"
+        rows.append(
+            ("Dose suggestion", dose["message"] + ("" if "[verify]" in dose["message"] else verify), _source(dose))
+        )
     for option in proposal.get("oral_options", []):
         # The rule's sentence says it all (agent, dose or INR range, eligibility); a summary only without one.
         text = option.get("message") or ""
@@ -53,7 +61,12 @@ def render_proposal(proposal: dict) -> str:
             text = f"Warfarin, INR {option['inr_low']}–{option['inr_high']} (target {option['inr_target']})."
         elif not text:
             text = f"{option['agent'].capitalize()} {option.get('dose_mg', '')} mg {option.get('frequency', '')}."
+        if option.get("evidence_level"):  # rules revision 2: evidence level beside the source
+            text += f" Evidence: {option['evidence_level']}."
+        if option.get("verified") is False and "[verify]" not in text:
+            text += " [verify]"
         rows.append(("Oral option", text, _source(option)))
+    rows += [("Rationale", n["message"], _source(n)) for n in proposal.get("rationale", [])]
     doac = proposal.get("doac_eligible") or {}
     eligible = {True: "yes", False: "no", None: "unknown"}[doac.get("eligible")]
     crcl = proposal.get("creatinine_clearance_ml_min")

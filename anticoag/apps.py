@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AnticoagConfig(AppConfig):
@@ -11,6 +12,7 @@ class AnticoagConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from . import signals  # noqa: F401  (connects the plan refresh)
+        from .replan import replan_outdated
 
         auditlog.register(self.get_model("Plan"), exclude_fields=["updated_at"])
         auditlog.register(self.get_model("PlanDecision"))
@@ -20,3 +22,5 @@ class AnticoagConfig(AppConfig):
         auditlog.register(self.get_model("ProcedureDecision"))
         # Who imported which file when; the file itself (MRNs) and the running counts stay out of the log.
         auditlog.register(self.get_model("InrImport"), exclude_fields=["content", "rows_done", "errors"])
+        # After an upgrade that changes RULES_VERSION, every open plan is recomputed once (reference rev 2).
+        post_migrate.connect(replan_outdated, sender=self, dispatch_uid="anticoag.replan_outdated")

@@ -36,6 +36,11 @@ class Agent(models.TextChoices):
     DABIGATRAN = "dabigatran", "Dabigatran"
     LMWH = "lmwh", "Low-molecular-weight heparin"
     UFH = "ufh", "Unfractionated heparin"
+    # Reference §3 rev 2: the DOACs of 2024, and the non-heparin agents for VITT / HIT.
+    RIVAROXABAN = "rivaroxaban", "Rivaroxaban"
+    APIXABAN = "apixaban", "Apixaban"
+    ARGATROBAN = "argatroban", "Argatroban (non-heparin)"
+    FONDAPARINUX = "fondaparinux", "Fondaparinux (non-heparin)"
 
 
 class Plan(models.Model):

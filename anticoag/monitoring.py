@@ -96,7 +96,9 @@ CRITICAL_ROW = IntervalRow(
     "INR > 9.0, or any bleeding: urgent alert now; vitamin K per protocol; retest next day",
     1,
     1,
-    "CHEST2012 (2C)",
+    # Reference rev 2 corrected the citation: the "> 9" threshold is CHEST2008's; CHEST2012 (2C) is about
+    # oral vitamin K above 10 without bleeding.
+    "CHEST2008 (> 9); CHEST2012 (> 10 without bleeding: oral vitamin K, 2C)",
 )
 HIGH_ROW = IntervalRow(
     "inr_5_to_9_no_bleeding",
@@ -176,8 +178,8 @@ class MonitoringPolicy:
       (``critical_inr_above`` "> 9.0", ``high_inr_from`` "5.0-9.0", ``low_inr_below`` "< 1.5",
       ``moderately_high_inr_from``/``_to`` "3.6-4.9", ``stable_excursion_max`` "by ≤ 0.5").
     * Dose table (§4): ``nomogram`` for ``nomogram_target`` only [verify].
-    * DOAC monitoring (§4, EHRA [verify]): every 12 months from CrCl 60, every 6 months from CrCl 30 or from
-      age 75, every 3 months below CrCl 30; dabigatran not eligible at CrCl ≤ 30.
+    * DOAC monitoring (§4, EHRA [verify]): every 12 months from CrCl 60, every 6 months above CrCl 30 or from
+      age 75, every 3 months at CrCl ≤ 30 (rev 2); no DOAC eligible at CrCl ≤ 30.
     """
 
     # §6 TTR
@@ -553,7 +555,7 @@ def critical_inr_alert(
 ) -> dict[str, Any] | None:
     """The immediate alert for one reading (reference §4, last two interval rows; issue #4 "critical INR").
 
-    ``inr_critical`` when bleeding is noted or the INR (one decimal) is above 9.0 — CHEST2012 (2C);
+    ``inr_critical`` when bleeding is noted or the INR (one decimal) is above 9.0 — CHEST2008 (> 9);
     ``inr_high`` when it is 5.0-9.0 without bleeding — CHEST2012; VA practice, ``verified: false``.
     Both are ``severity: "urgent"``. Otherwise ``None``.
     """
@@ -793,7 +795,7 @@ def inr_advice(
     **Next test** — the first matching row, counted from the latest reading's date; a row with a range gives
     ``next_test_on`` (earliest) and ``next_test_latest_on`` (latest), otherwise both are equal:
 
-    1. bleeding, or INR > 9.0 → next day; alert ``inr_critical`` (urgent); hold (CHEST2012 (2C)).
+    1. bleeding, or INR > 9.0 → next day; alert ``inr_critical`` (urgent); hold (CHEST2008 (> 9); CHEST2012 (2C)).
     2. INR 5.0-9.0 without bleeding → 1-3 days; alert ``inr_high`` (urgent, same day); hold until in range
        (CHEST2012; VA practice [verify]).
     3. stable patient (phase of the readings *before* the latest) whose latest INR is out of range by ≤ 0.5
@@ -920,19 +922,19 @@ def doac_renal_interval_months(*, crcl_ml_min: float, age: int, policy: Monitori
     | CrCl (mL/min) | age   | every     |
     |---------------|-------|-----------|
     | ≥ 60          | < 75  | 12 months |
-    | 30 to < 60    | any   | 6 months  |
-    | any ≥ 30      | ≥ 75  | 6 months  |
-    | < 30          | any   | 3 months  |
+    | > 30 to < 60  | any   | 6 months  |
+    | any > 30      | ≥ 75  | 6 months  |
+    | ≤ 30          | any   | 3 months  |
 
-    CrCl exactly 30 is in the "30-59" row (6 months); the reference's "< 30" row starts below 30. (It is
-    still ≤ 30, so dabigatran is not eligible: see :func:`doac_alerts`.) A CrCl between 59 and 60 (e.g. 59.5)
-    is below 60. When age and CrCl point to different rows, the shorter interval wins.
+    Revision 2 of the reference says "≤ 30 everywhere, as in §3": CrCl exactly 30 is in the 3-month row
+    (and no DOAC is eligible: see :func:`doac_alerts`); the "30-59" row starts above 30. A CrCl between 59
+    and 60 (e.g. 59.5) is below 60. When age and CrCl point to different rows, the shorter interval wins.
     """
     if isinstance(crcl_ml_min, bool) or not math.isfinite(crcl_ml_min) or crcl_ml_min < 0:
         raise ValueError("crcl_ml_min must be a non-negative number")
     if crcl_ml_min >= policy.doac_crcl_yearly_from:
         months = policy.doac_months_yearly
-    elif crcl_ml_min >= policy.doac_crcl_six_monthly_from:
+    elif crcl_ml_min > policy.doac_crcl_six_monthly_from:
         months = policy.doac_months_six_monthly
     else:
         months = policy.doac_months_three_monthly

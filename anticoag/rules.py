@@ -19,7 +19,10 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
-RULES_VERSION = "2026.11.1"
+from anticoag import medicines
+
+#: Changes with every revision of the reference (issue 12: revision 2); stored with every plan.
+RULES_VERSION = "2026.12.1"
 
 
 class RiskClass(StrEnum):
@@ -73,6 +76,11 @@ RISK_FACTORS: dict[str, RiskFactor] = {
         RiskFactor("protein_s_deficiency", "Protein S deficiency", _ST),
         RiskFactor("antithrombin_deficiency", "Antithrombin deficiency", _ST),
         RiskFactor("antiphospholipid_syndrome", "Antiphospholipid syndrome", _ST),
+        # rev 2: heparin is not an option with either (reference §3, VITT2021).
+        RiskFactor(
+            "vitt", "Vaccine-induced immune thrombotic thrombocytopenia (anti-PF4 after adenoviral vaccine)", _T
+        ),
+        RiskFactor("heparin_induced_thrombocytopenia", "Heparin-induced thrombocytopenia, current or past", _T),
     )
 }
 
@@ -88,14 +96,28 @@ SOURCES: dict[str, str] = {
     "ESO2017": "Ferro et al., ESO guideline on CVT, Eur J Neurol 2017;24:1203-1213.",
     "CSBP2024": "Canadian Stroke Best Practice Recommendations, CVT module, 2024.",
     "RESPECT-CVT": "Ferro et al., JAMA Neurol 2019;76:1457-1465 (dabigatran 150 mg bid vs warfarin).",
-    "ACTION-CVT": "Yaghi et al., Stroke 2022 (DOAC vs warfarin, 845 patients).",
+    "ACTION-CVT": "Yaghi et al., Stroke 2022 (DOAC vs warfarin, 845 patients; excluded APS, active cancer, pregnancy).",
     "CHEST2012": "Holbrook et al., Chest 2012;141:e152S-e184S (VKA management); Ageno et al.",
     "ROSENDAAL1993": "Rosendaal et al., Thromb Haemost 1993;69:236-239 (time in therapeutic range).",
-    "EHRA": "European Heart Rhythm Association practical guide on NOAC use [verify].",
+    "EHRA": "European Heart Rhythm Association practical guide on NOAC use (renal monitoring intervals; drug "
+    "interaction tables: Steffel et al., Europace 2021) [verify].",
+    "SECRET": "Field et al., Stroke 2023;54:2724-2736 (rivaroxaban 20 mg daily, 15 mg daily at CrCl 30-49, vs "
+    "standard of care; adults; excluded APS, CrCl < 30, pregnancy, breastfeeding, strong CYP3A4 inducers).",
+    "AUR2023": "Cummings et al., Lecanemab appropriate use recommendations, J Prev Alz Dis 2023;10:362-377.",
+    "VITT2021": "Furie et al., AHA/ASA special report on CVST with vaccine-induced immune thrombotic "
+    "thrombocytopenia, Stroke 2021; Siegler et al., Stroke 2021.",
+    "CHEST2008": "Ansell et al., Chest 2008;133:160S-198S (VKA pharmacology; INR > 9 management).",
+    "EU label": "Summaries of product characteristics (dabigatran, rivaroxaban, apixaban, enoxaparin, warfarin).",
+    "US label": "US prescribing information (dabigatran, rivaroxaban, apixaban, enoxaparin, warfarin/Coumadin).",
+    "VA practice": "Witt et al., 2016 (VA anticoagulation practice) [verify].",
+    "ISTH2005": "Schulman & Kearon, J Thromb Haemost 2005;3:692-694 (major bleeding definition).",
+    "ISTH2015": "Kaatz et al., J Thromb Haemost 2015;13:2119-2126 (clinically relevant non-major bleeding).",
     "SEED000": "Seed document 000: management of small cerebral venous hemorrhage.",
     "SEED001": "Seed document 001: microhemorrhages of unclear cause.",
     "SEED002": "Seed document 002: CVT secondary to intracranial hypotension (case report).",
     "CLINIC": "Clinic practice (no external guideline).",
+    "SCOPE": "Clinical reference §0 (rev 2): the rules are for adults (18 or more); pediatric CVT needs a pediatric "
+    "protocol (weight-based dosing, e.g. EINSTEIN-Jr CVT (rivaroxaban) or DIVERSITY (dabigatran)).",
 }
 
 
@@ -116,6 +138,9 @@ ACKNOWLEDGE_SEVERITIES: frozenset[str] = frozenset({CAUTION, URGENT})
 UMOL_PER_MG_DL = 88.4
 
 SEXES: tuple[str, ...] = ("male", "female")
+
+#: Reference §0 (rev 2): adults only, "patients aged 18 or more".
+ADULT_FROM_AGE = 18
 
 #: Reference §3, warfarin: "INR target 2.5, range 2.0-3.0 (all categories)".
 INR_LOW, INR_HIGH, INR_TARGET = 2.0, 3.0, 2.5
@@ -211,13 +236,33 @@ def _check_number(name: str, value: object, limit: InputLimit, *, whole: bool = 
         raise FactsError(name, f"must be between {limit.low:g} and {limit.high:g} {limit.unit}, got {_one_line(value)}")
 
 
+#: Reference §0/§3 (rev 2): "pregnancy-associated" is one of these codes, never a separate flag.
+PREGNANCY_CODES: frozenset[str] = frozenset({"pregnancy", "puerperium"})
+
+#: Reference §1 "puerperium: CVT within 6 weeks after delivery".
+PUERPERIUM = relativedelta(weeks=6)
+
+
+def _check_medication_code(code: object) -> str:
+    medicine = medicines.resolve(code) if isinstance(code, str) else None
+    if medicine is None:
+        raise FactsError("medications", f"unknown code {_one_line(code)}; allowed: {', '.join(medicines.MEDICINES)}")
+    return medicine.code
+
+
 @dataclass(frozen=True)
 class EpisodeFacts:
-    """The facts of one CVT episode that the rules read (issue 3, input fields). Validated on creation.
+    """The facts of one CVT episode that the rules read (issue 3, input fields; issue 12). Validated on creation.
 
     ``risk_factors`` accepts any iterable of codes and is stored as a frozenset (a code counts once).
+    ``medications``: the patient's current medicines, codes of :data:`anticoag.medicines.MEDICINES` (§5a).
     ``thrombophilia_tested_on_anticoagulant``: a protein C/S/antithrombin result was drawn while the
     patient was anticoagulated (reference §5, last row).
+
+    Pregnancy is one fact (reference §0, §3 rev 2): the ``pregnancy``/``puerperium`` code. ``pregnant=True``
+    is accepted as an alias that adds the ``pregnancy`` code; after validation ``pregnant`` always means
+    *pregnant now* — the ``pregnancy`` code and no delivery date — so it can never disagree with the codes.
+    A delivery date, an expected delivery date or breastfeeding without a pregnancy code is refused.
     """
 
     diagnosed_on: date
@@ -234,13 +279,16 @@ class EpisodeFacts:
     anti_amyloid_therapy: bool = False
     pregnant: bool = False
     delivered_on: date | None = None
+    expected_delivery_on: date | None = None
     breastfeeding: bool = False
     deterioration: bool = False
     thrombophilia_tested_on_anticoagulant: bool = False
+    medications: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_date("diagnosed_on", self.diagnosed_on, optional=False)
         _check_date("delivered_on", self.delivered_on, optional=True)
+        _check_date("expected_delivery_on", self.expected_delivery_on, optional=True)
         _check_number("age", self.age, INPUT_LIMITS["age"], whole=True)
         if self.sex is not None and self.sex not in SEXES:
             raise FactsError("sex", f"unknown value {_one_line(self.sex)}; allowed: {', '.join(SEXES)}")
@@ -258,12 +306,81 @@ class EpisodeFacts:
         codes = frozenset(codes)
         for code in sorted(codes, key=str):
             _check_risk_code(code)
+        if self.pregnant:  # the alias of the pregnancy code (reference §0: one fact, one place)
+            codes = codes | {"pregnancy"}
+        meds = self.medications
+        if isinstance(meds, (str, bytes)) or not isinstance(meds, Iterable):
+            raise FactsError("medications", f"must be a list of codes, got {_one_line(meds)}")
+        meds = frozenset(_check_medication_code(code) for code in sorted(meds, key=str))
         # Frozen dataclass: normalising a field in __post_init__ needs object.__setattr__.
         object.__setattr__(self, "risk_factors", codes)
+        object.__setattr__(self, "medications", meds)
+        object.__setattr__(self, "pregnant", "pregnancy" in codes and self.delivered_on is None)
+        check_pregnancy_facts(
+            risk_factors=codes,
+            diagnosed_on=self.diagnosed_on,
+            delivered_on=self.delivered_on,
+            expected_delivery_on=self.expected_delivery_on,
+            breastfeeding=self.breastfeeding,
+        )
 
     def codes_of(self, risk_class: RiskClass) -> frozenset[str]:
         """The recorded risk factor codes of one class (reference §1)."""
         return frozenset(code for code in self.risk_factors if RISK_FACTORS[code].risk_class is risk_class)
+
+    @property
+    def pregnancy_associated(self) -> bool:
+        """The ``pregnancy`` or ``puerperium`` code (reference §0): the one pregnancy fact."""
+        return bool(self.risk_factors & PREGNANCY_CODES)
+
+    @property
+    def adult(self) -> bool:
+        """Reference §0: the rules are for patients aged 18 or more; an unknown age is not an adult."""
+        return self.age is not None and self.age >= ADULT_FROM_AGE
+
+
+def check_pregnancy_facts(
+    *,
+    risk_factors: Iterable[str],
+    diagnosed_on: date | None,
+    delivered_on: date | None,
+    expected_delivery_on: date | None,
+    breastfeeding: bool,
+) -> None:
+    """Reference §3 (rev 2): a delivery date or breastfeeding without a pregnancy code is a contradiction.
+
+    The same holds for an expected delivery date, and for the puerperium (a CVT *after* delivery): with only
+    the ``puerperium`` code, a delivery date after the diagnosis contradicts the code, and so does one more
+    than 6 weeks before it (§1: "within 6 weeks after delivery"). Raises :class:`FactsError` naming the field;
+    the model's ``clean()`` and the admin call it too, so every path refuses the same things.
+    """
+    codes = frozenset(risk_factors)
+    need = "needs the pregnancy or puerperium risk factor code (reference §3: pregnancy is one fact)"
+    if not codes & PREGNANCY_CODES:
+        if delivered_on is not None:
+            raise FactsError("delivered_on", f"a delivery date {need}")
+        if expected_delivery_on is not None:
+            raise FactsError("expected_delivery_on", f"an expected delivery date {need}")
+        if breastfeeding:
+            raise FactsError("breastfeeding", f"breastfeeding {need}")
+        return
+    if "pregnancy" in codes:
+        return
+    if expected_delivery_on is not None:
+        raise FactsError(
+            "expected_delivery_on", "the puerperium code means the delivery has happened: give delivered_on instead"
+        )
+    if delivered_on is not None and diagnosed_on is not None:
+        if delivered_on > diagnosed_on:
+            raise FactsError(
+                "delivered_on", "is after the diagnosis, but the puerperium code means a CVT after delivery"
+            )
+        if delivered_on + PUERPERIUM < diagnosed_on:
+            raise FactsError(
+                "delivered_on",
+                "is more than 6 weeks before the diagnosis, but the puerperium code means a CVT within 6 weeks "
+                "after delivery (reference §1)",
+            )
 
 
 _BOOLEAN_FIELDS: tuple[str, ...] = (
@@ -295,9 +412,11 @@ INPUT_FIELDS: tuple[str, ...] = (
     "anti_amyloid_therapy",
     "pregnant",
     "delivered_on",
+    "expected_delivery_on",
     "breastfeeding",
     "deterioration",
     "thrombophilia_tested_on_anticoagulant",
+    "medications",
 )
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -335,7 +454,8 @@ def facts_from_mapping(data: Mapping[str, object]) -> EpisodeFacts:
     """Parse the JSON input of ``manage.py recommend`` (issue 3) into validated facts.
 
     Absent optional keys mean false, 0 or unknown; ``null`` is accepted only where "unknown" makes sense
-    (age, sex, weight, creatinine, delivery date). Raises :class:`FactsError` for every bad input.
+    (age, sex, weight, creatinine, delivery dates). ``pregnant: true`` is an alias for the ``pregnancy``
+    code. Raises :class:`FactsError` for every bad input.
     """
     if not isinstance(data, Mapping):
         raise FactsError("input", f"must be a JSON object of episode facts, got {_one_line(data)}")
@@ -346,8 +466,9 @@ def facts_from_mapping(data: Mapping[str, object]) -> EpisodeFacts:
         raise FactsError("diagnosed_on", "is required (an ISO date, YYYY-MM-DD)")
 
     kwargs: dict[str, Any] = {"diagnosed_on": _parse_date("diagnosed_on", data["diagnosed_on"])}
-    if data.get("delivered_on") is not None:
-        kwargs["delivered_on"] = _parse_date("delivered_on", data["delivered_on"])
+    for name in ("delivered_on", "expected_delivery_on"):
+        if data.get(name) is not None:
+            kwargs[name] = _parse_date(name, data[name])
     kwargs["age"] = _parse_number("age", data.get("age"), whole=True)
     kwargs["weight_kg"] = _parse_number("weight_kg", data.get("weight_kg"))
     sex = data.get("sex")
@@ -384,6 +505,12 @@ def facts_from_mapping(data: Mapping[str, object]) -> EpisodeFacts:
             _check_risk_code(code)
         kwargs["risk_factors"] = frozenset(codes)
 
+    if "medications" in data:
+        meds = data["medications"]
+        if not isinstance(meds, (list, tuple, set, frozenset)):
+            raise FactsError("medications", f"must be a list of codes, got {_one_line(meds)}")
+        kwargs["medications"] = frozenset(_check_medication_code(code) for code in meds)
+
     for name in _BOOLEAN_FIELDS:
         if name in data:
             _check_bool(name, data[name])
@@ -413,6 +540,8 @@ def _creatinine_clearance(facts: EpisodeFacts) -> float | None:
     (30.04 shows as 30.0 and counts as ≤ 30).
     """
     if facts.age is None or facts.weight_kg is None or facts.sex is None or facts.serum_creatinine_mg_dl is None:
+        return None
+    if not facts.adult:  # reference §0: no adult creatinine clearance for a patient under 18
         return None
     return round(
         cockcroft_gault(
@@ -561,6 +690,10 @@ class Duration:
     review_every_months: int | None
     source: str
     notes: tuple[Note, ...]
+    #: Set when the earliest end cannot be a date yet (pregnant, no delivery date): what to show instead.
+    earliest_end_text: str | None = None
+    #: Reference §0: shown for a patient under 18 or of unknown age, whose category is an adult rule.
+    adult_rule: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -568,6 +701,8 @@ class Duration:
             "max_months": self.max_months,
             "indefinite": self.indefinite,
             "earliest_end_on": _iso(self.earliest_end_on),
+            "earliest_end_text": self.earliest_end_text,
+            "adult_rule": self.adult_rule,
             "latest_end_on": _iso(self.latest_end_on),
             "review_every_months": self.review_every_months,
             "source": self.source,
@@ -604,12 +739,24 @@ DURATION_NOTES: tuple[NoteRow, ...] = (
             lambda f, row: not row.duration.indefinite and _persistent_code(f),
             "Consider extending anticoagulation while the risk factor persists.",
             "AHA2011 (unprovoked row) by analogy"),
-    # §2 row 4 when the delivery date is not known yet: the end date shown counts the 6 months only.
+    # §2 row 4 / §3 (rev 2), pregnant now without an expected date: the earliest end is not known yet.
     NoteRow("six_weeks_after_delivery",
-            lambda f, row: row.category == "pregnancy" and f.delivered_on is None,
-            "Continue also until at least 6 weeks after delivery; the delivery date is not recorded, so the "
-            "earliest end shown counts only the 6 months from diagnosis.",
+            lambda f, row: row.category == "pregnancy" and f.pregnant and f.expected_delivery_on is None,
+            "Continue for at least 6 months in total and at least 6 weeks after delivery: the earliest end is "
+            "6 weeks after delivery (date pending). Record the delivery date (or an expected delivery date).",
             "AHA2011 (class I)"),
+    # §3 (rev 2): "use the expected delivery date when one is recorded".
+    NoteRow("expected_delivery_date",
+            lambda f, row: row.category == "pregnancy" and f.pregnant and f.expected_delivery_on is not None,
+            "The earliest end counts 6 weeks from the expected delivery date; it moves when the delivery date is "
+            "recorded.",
+            "AHA2011 (class I)"),
+    # §0 (rev 2): category and duration of a patient under 18 (or of unknown age) are adult rules.
+    NoteRow("adult_rule",
+            lambda f, row: not f.adult,
+            "Adult rule: the category and duration are those of adults (reference §0); a patient under 18 needs "
+            "a pediatric protocol.",
+            "SCOPE (clinical reference §0: adults only)"),
     # §2 row 3: "indefinite while the cancer is active".
     NoteRow("while_cancer_active",
             lambda f, row: row.category == "cancer",
@@ -619,14 +766,27 @@ DURATION_NOTES: tuple[NoteRow, ...] = (
 # fmt: on
 
 
+#: The words shown instead of an end date while a pregnant patient's delivery date is unknown (§3 rev 2).
+END_PENDING_DELIVERY = "6 weeks after delivery (date pending)"
+
+
 def _duration(facts: EpisodeFacts, row: CategoryRow) -> Duration:
+    """Reference §2, with §3 (rev 2) for pregnancy: at least 6 months in total and at least 6 weeks after
+    delivery. While the patient is pregnant and no expected delivery date is recorded, the earliest end is not
+    known: ``earliest_end_on`` is None and ``earliest_end_text`` says so — never a date that could fall before
+    the delivery."""
     rule = row.duration
     earliest = latest = None
+    pending: str | None = None
     if not rule.indefinite:
         assert rule.min_months is not None  # every finite row has a minimum
         earliest = facts.diagnosed_on + relativedelta(months=rule.min_months)
-        if row.category == "pregnancy" and facts.delivered_on is not None:
-            earliest = max(earliest, facts.delivered_on + PREGNANCY_AFTER_DELIVERY)
+        if row.category == "pregnancy":
+            delivery = facts.delivered_on or (facts.expected_delivery_on if facts.pregnant else None)
+            if delivery is not None:
+                earliest = max(earliest, delivery + PREGNANCY_AFTER_DELIVERY)
+            elif facts.pregnant:
+                earliest, pending = None, END_PENDING_DELIVERY
         if rule.max_months is not None:
             latest = facts.diagnosed_on + relativedelta(months=rule.max_months)
     notes = tuple(Note(n.code, n.message, n.source) for n in DURATION_NOTES if n.applies(facts, row))
@@ -639,7 +799,47 @@ def _duration(facts: EpisodeFacts, row: CategoryRow) -> Duration:
         review_every_months=rule.review_every_months,
         source=row.source,
         notes=notes,
+        earliest_end_text=pending,
+        adult_rule=not facts.adult,
     )
+
+
+# =====================================================================================================
+# Clinic policy the rules read (reference §3 rev 2: formulary; [verify] values that are configurable)
+# =====================================================================================================
+
+#: Reference §3 (rev 2): the DOACs a clinic may offer, in the reference's order; the default formulary.
+DOAC_AGENTS: tuple[str, ...] = ("dabigatran", "rivaroxaban", "apixaban")
+
+
+@dataclass(frozen=True)
+class RulesPolicy:
+    """What a clinic sets: its DOAC formulary and the configurable [verify] values of §3.
+
+    * ``doac_formulary`` — which DOACs the clinic offers (default all three; reference §3 rev 2).
+    * ``enoxaparin_mg_per_kg`` — acute-phase suggestion, 1 mg/kg every 12 hours, once daily at CrCl < 30
+      (EU/US label (enoxaparin)) [verify]; ``enoxaparin_verified`` says whether the clinic checked it.
+    * ``apixaban_verified`` — apixaban 5 mg twice daily is [verify] in the reference.
+    """
+
+    doac_formulary: tuple[str, ...] = DOAC_AGENTS
+    enoxaparin_mg_per_kg: float = 1.0
+    enoxaparin_verified: bool = False
+    apixaban_verified: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.doac_formulary if a not in DOAC_AGENTS]
+        if unknown:
+            raise FactsError(
+                "formulary", f"unknown DOAC {', '.join(map(str, unknown))}; allowed: {', '.join(DOAC_AGENTS)}"
+            )
+        # Keep the reference's order whatever order the clinic listed them in.
+        object.__setattr__(self, "doac_formulary", tuple(a for a in DOAC_AGENTS if a in self.doac_formulary))
+        if not 0 < self.enoxaparin_mg_per_kg <= 2:
+            raise FactsError("enoxaparin_mg_per_kg", f"must be above 0 and at most 2, got {self.enoxaparin_mg_per_kg}")
+
+
+DEFAULT_RULES_POLICY = RulesPolicy()
 
 
 # =====================================================================================================
@@ -655,10 +855,15 @@ class Situation:
     row: CategoryRow
     duration: Duration
     crcl: float | None
+    policy: RulesPolicy = DEFAULT_RULES_POLICY
 
     @property
     def category(self) -> str:
         return self.row.category
+
+    @property
+    def adult(self) -> bool:
+        return self.facts.adult
 
     @property
     def renal_doac_contraindicated(self) -> bool:
@@ -668,8 +873,28 @@ class Situation:
     def ufh_for_renal(self) -> bool:
         return self.crcl is not None and self.crcl < UFH_BELOW_CRCL
 
+    @property
+    def heparin_contraindicated(self) -> bool:
+        """Reference §3 (rev 2): heparin is not an option with VITT or heparin-induced thrombocytopenia."""
+        return bool(self.facts.risk_factors & HEPARIN_CONTRAINDICATING_CODES)
+
     def has(self, code: str) -> bool:
         return code in self.facts.risk_factors
+
+    def current_medicines(self) -> list[medicines.Medicine]:
+        return [medicines.MEDICINES[code] for code in sorted(self.facts.medications)]
+
+    def medicines_with(self, agent: str, kinds: Iterable[str]) -> list[medicines.Medicine]:
+        wanted = set(kinds)
+        return [m for m in self.current_medicines() if m.effect_on(agent).kind in wanted]
+
+    @property
+    def strong_inducers(self) -> list[medicines.Medicine]:
+        return [m for m in self.current_medicines() if m.strong_inducer]
+
+
+#: Reference §3 (rev 2) and §1: the codes that rule heparin out.
+HEPARIN_CONTRAINDICATING_CODES: frozenset[str] = frozenset({"vitt", "heparin_induced_thrombocytopenia"})
 
 
 # =====================================================================================================
@@ -678,15 +903,55 @@ class Situation:
 
 
 @dataclass(frozen=True)
+class DoseSuggestion:
+    """Reference §3 (rev 2): the acute-phase enoxaparin dose, a suggestion [verify], clinic-configurable."""
+
+    agent: str
+    dose_mg: int | None
+    mg_per_kg: float
+    frequency: str | None
+    route: str
+    message: str
+    source: str
+    verified: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "dose_mg": self.dose_mg,
+            "mg_per_kg": self.mg_per_kg,
+            "frequency": self.frequency,
+            "route": self.route,
+            "message": self.message,
+            "source": self.source,
+            "verified": self.verified,
+        }
+
+
+@dataclass(frozen=True)
 class AcutePhase:
-    """The parenteral anticoagulant to start at diagnosis."""
+    """The parenteral (or, with heparin ruled out, non-heparin) anticoagulant to start at diagnosis.
+
+    ``heparin`` is False when heparin is contraindicated (VITT, HIT); ``alternatives`` then lists the other
+    non-heparin agents the reference names. ``dose_suggestion`` is the enoxaparin suggestion (None when no
+    LMWH is proposed or the patient is out of the adult scope)."""
 
     agent: str
     message: str
     source: str
+    heparin: bool = True
+    alternatives: tuple[str, ...] = ()
+    dose_suggestion: DoseSuggestion | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent, "message": self.message, "source": self.source}
+        return {
+            "agent": self.agent,
+            "message": self.message,
+            "source": self.source,
+            "heparin": self.heparin,
+            "alternatives": list(self.alternatives),
+            "dose_suggestion": None if self.dose_suggestion is None else self.dose_suggestion.as_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -697,16 +962,30 @@ class AcutePhaseRow:
     applies: Callable[[Situation], bool]
     message: str
     source: str
+    alternatives: tuple[str, ...] = ()
 
 
 _PROCEDURE_HINT = "Use adjusted-dose UFH instead if a procedure may be needed."
+_PEDIATRIC_DOSING = (
+    " Patient under 18 or age unknown: dose by a pediatric protocol (weight-based); no adult dose is proposed."
+)
+#: Reference §3 (rev 2): "a non-heparin anticoagulant (argatroban, fondaparinux, or a DOAC)".
+NON_HEPARIN_ALTERNATIVES: tuple[str, ...] = ("fondaparinux", "doac")
 
 #: Reference §3, first bullet ("full-dose parenteral anticoagulation at diagnosis: LMWH preferred, UFH when
-#: CrCl < 30 mL/min or a procedure may be needed") and the pregnancy bullet (CSBP2024 §4.1). When a pregnant
-#: patient has CrCl < 30 the reference's two rules collide; UFH is a heparin too, so it satisfies the
-#: pregnancy rule (no warfarin, no DOAC) while honouring the renal one.
+#: CrCl < 30 mL/min or a procedure may be needed"), the heparin bullet (rev 2: VITT/HIT → a non-heparin
+#: anticoagulant, VITT2021) and the pregnancy bullet (CSBP2024 §4.1). Heparin ruled out wins over every other
+#: row: the reference names argatroban first, and argatroban needs no renal dose change, so it is the
+#: proposal, with fondaparinux or a DOAC as the alternatives the clinician may choose. When a pregnant patient
+#: has CrCl < 30 the renal and pregnancy rules collide; UFH is a heparin too, so it satisfies the pregnancy
+#: rule (no warfarin, no DOAC) while honouring the renal one.
 # fmt: off
 ACUTE_PHASE_TABLE: tuple[AcutePhaseRow, ...] = (
+    AcutePhaseRow("argatroban", lambda s: s.heparin_contraindicated,
+                  "Heparin is contraindicated (VITT or heparin-induced thrombocytopenia): no LMWH, no UFH. Start a "
+                  "non-heparin anticoagulant: argatroban, fondaparinux or a DOAC. With VITT: IV immunoglobulin; no "
+                  "platelet transfusion.",
+                  "VITT2021", NON_HEPARIN_ALTERNATIVES),
     AcutePhaseRow("ufh", lambda s: s.facts.pregnant and s.ufh_for_renal,
                   "Adjusted-dose unfractionated heparin: creatinine clearance is below 30 mL/min. Stay on heparin "
                   "throughout pregnancy; neither warfarin nor a DOAC during pregnancy.",
@@ -725,10 +1004,54 @@ ACUTE_PHASE_TABLE: tuple[AcutePhaseRow, ...] = (
 )
 # fmt: on
 
+ENOXAPARIN_SOURCE = "EU label (enoxaparin); US label (enoxaparin)"
+
+
+def _enoxaparin_dose(s: Situation) -> DoseSuggestion:
+    """Reference §3 (rev 2): 1 mg/kg s.c. every 12 hours; CrCl < 30: 1 mg/kg once daily. Needs the weight."""
+    per_kg, verified = s.policy.enoxaparin_mg_per_kg, s.policy.enoxaparin_verified
+    weight = s.facts.weight_kg
+    common = dict(
+        agent="enoxaparin", mg_per_kg=per_kg, route="subcutaneous", source=ENOXAPARIN_SOURCE, verified=verified
+    )
+    if weight is None:
+        return DoseSuggestion(
+            dose_mg=None,
+            frequency=None,
+            message=f"Enoxaparin {per_kg:g} mg/kg: the weight is not recorded, so no dose is suggested. Weigh the "
+            "patient.",
+            **common,
+        )
+    dose = round(weight * per_kg)
+    if s.ufh_for_renal:
+        frequency, why = "once daily", f" (creatinine clearance {s.crcl:g} mL/min, below 30)"
+    else:
+        frequency, why = "every 12 hours", ""
+    message = f"Suggestion: enoxaparin {per_kg:g} mg/kg = {dose} mg subcutaneously {frequency}{why}."
+    if s.crcl is None:
+        message += " Creatinine clearance unknown: once daily instead if it is below 30 mL/min."
+    if s.ufh_for_renal:
+        message += " UFH is preferred at this creatinine clearance; this is the dose if LMWH is used."
+    message += " Check against the label and local protocol [verify]."
+    return DoseSuggestion(dose_mg=dose, frequency=frequency, message=message, **common)
+
 
 def _acute_phase(s: Situation) -> AcutePhase:
     row = next(r for r in ACUTE_PHASE_TABLE if r.applies(s))
-    return AcutePhase(agent=row.agent, message=row.message, source=row.source)
+    message = row.message
+    dose = None
+    if not s.adult:
+        message += _PEDIATRIC_DOSING
+    elif row.agent in ("lmwh", "ufh"):
+        dose = _enoxaparin_dose(s)
+    return AcutePhase(
+        agent=row.agent,
+        message=message,
+        source=row.source,
+        heparin=row.agent in ("lmwh", "ufh"),
+        alternatives=row.alternatives,
+        dose_suggestion=dose,
+    )
 
 
 # =====================================================================================================
@@ -757,29 +1080,40 @@ class ExclusionRow:
 
     code: str
     applies: Callable[[Situation], bool]
-    message: str
+    message: Callable[[Situation], str] | str
     source: str
 
 
-#: Reference §3: "A DOAC is not eligible when any holds: antiphospholipid syndrome (VKA only); pregnancy;
-#: breastfeeding; creatinine clearance ≤ 30 mL/min (Cockcroft-Gault)." The reference cites no source on that
-#: line; each row cites where the reference itself places the rule (APS: excluded from ACTION-CVT; pregnancy
-#: and breastfeeding: the CSBP2024 §4.1 bullet; renal: the EHRA DOAC-monitoring row). Codes equal the §5
-#: warning codes of the same condition.
+def _inducer_message(s: Situation) -> str:
+    names = ", ".join(m.code for m in s.strong_inducers)
+    return f"Current strong CYP3A4/P-glycoprotein inducer ({names}): DOAC levels fall; no DOAC."
+
+
+#: Reference §3: "A DOAC is not eligible when any holds: antiphospholipid syndrome (VKA only; EULAR 2019: no
+#: rivaroxaban in triple-positive APS); pregnancy; breastfeeding; creatinine clearance ≤ 30 mL/min
+#: (Cockcroft-Gault); age under 18 (§0); (rev 2) a current strong inducer of CYP3A4 / P-glycoprotein
+#: (carbamazepine, phenytoin, phenobarbital, rifampicin; SECRET exclusion; EHRA)." Codes equal the §5 warning
+#: codes of the same condition, except the inducer row, whose warning is ``doac_interaction``.
 # fmt: off
 DOAC_EXCLUSIONS: tuple[ExclusionRow, ...] = (
+    ExclusionRow("pediatric_out_of_scope", lambda s: not s.adult,
+                 "Under 18, or age not recorded: no adult oral agent (reference §0).",
+                 "SCOPE (clinical reference §0: adults only)"),
     ExclusionRow("aps_vka_only", lambda s: s.has("antiphospholipid_syndrome"),
                  "Antiphospholipid syndrome: warfarin (VKA) only, no DOAC.",
-                 "ACTION-CVT (excluded APS)"),
+                 "EULAR 2019 (no rivaroxaban in triple-positive APS); ACTION-CVT and SECRET excluded APS"),
     ExclusionRow("pregnancy_lmwh_only", lambda s: s.facts.pregnant,
                  "Pregnant: no DOAC (and no warfarin) during pregnancy.",
-                 "CSBP2024 §4.1"),
+                 "CSBP2024 §4.1; AHA2011"),
     ExclusionRow("breastfeeding_no_doac", lambda s: s.facts.breastfeeding,
                  "Breastfeeding: DOACs are not compatible with breastfeeding.",
                  "CSBP2024 §4.1"),
     ExclusionRow("renal_doac_contraindicated", lambda s: s.renal_doac_contraindicated,
-                 "Creatinine clearance is 30 mL/min or less (Cockcroft-Gault): dabigatran is not eligible.",
+                 "Creatinine clearance is 30 mL/min or less (Cockcroft-Gault): no DOAC is eligible.",
                  "EHRA"),
+    ExclusionRow("strong_inducer", lambda s: bool(s.strong_inducers),
+                 _inducer_message,
+                 "SECRET (excluded strong CYP3A4 inducers); EHRA"),
 )
 # fmt: on
 
@@ -789,9 +1123,13 @@ DOAC_REASON_CODES: tuple[str, ...] = (*(row.code for row in DOAC_EXCLUSIONS), CR
 
 
 def _doac_eligibility(s: Situation) -> DoacEligibility:
-    reasons = [Reason(r.code, r.message, r.source) for r in DOAC_EXCLUSIONS if r.applies(s)]
+    reasons = [
+        Reason(r.code, r.message(s) if callable(r.message) else r.message, r.source)
+        for r in DOAC_EXCLUSIONS
+        if r.applies(s)
+    ]
     excluded = bool(reasons)
-    if s.crcl is None:
+    if s.crcl is None and s.adult:
         missing = ", ".join(_missing_clearance_inputs(s.facts))
         reasons.append(
             Reason(
@@ -829,19 +1167,23 @@ class WarfarinOption:
             "inr_target": self.inr_target,
             "message": self.message,
             "source": self.source,
+            "verified": True,
         }
 
 
 @dataclass(frozen=True)
-class DabigatranOption:
-    """Reference §3, dabigatran bullet. ``eligible`` is None when CrCl is unknown."""
+class DoacOption:
+    """Reference §3, a DOAC bullet (dabigatran, rivaroxaban, apixaban). ``eligible`` is None when CrCl is
+    unknown. ``evidence_level``: "randomised" or "observational", beside the source (rev 2)."""
 
+    agent: str
     dose_mg: int
+    frequency: str
     eligible: bool | None
     message: str
     source: str
-    agent: str = "dabigatran"
-    frequency: str = DABIGATRAN_FREQUENCY
+    evidence_level: str
+    verified: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -851,10 +1193,14 @@ class DabigatranOption:
             "eligible": self.eligible,
             "message": self.message,
             "source": self.source,
+            "evidence_level": self.evidence_level,
+            "verified": self.verified,
         }
 
 
-OralOption = WarfarinOption | DabigatranOption
+#: The dabigatran option of revision 1 is a DOAC option like the others.
+DabigatranOption = DoacOption
+OralOption = WarfarinOption | DoacOption
 
 WARFARIN_MESSAGE = (
     "Warfarin, INR target 2.5 (range 2.0-3.0). Overlap with heparin for at least 5 days and until the INR is "
@@ -863,29 +1209,123 @@ WARFARIN_MESSAGE = (
 #: INR range: reference §3 ("all categories") and seed 000 ("target INR of 2-3"); overlap: CHEST2012.
 WARFARIN_SOURCE = "CHEST2012; SEED000"
 
+#: Reference §3 (rev 2): rivaroxaban 20 mg once daily; 15 mg once daily at CrCl 30-49.
+RIVAROXABAN_DOSE_MG, RIVAROXABAN_REDUCED_DOSE_MG = 20, 15
+RIVAROXABAN_REDUCED_BELOW_CRCL = 50.0
+#: Reference §3 (rev 2): apixaban 5 mg twice daily (ACTION-CVT, observational; no CVT trial) [verify].
+APIXABAN_DOSE_MG = 5
+RANDOMISED, OBSERVATIONAL = "randomised", "observational"
+_AFTER_PARENTERAL = "after 5-15 days of parenteral therapy"
+
+
+def _unknown_crcl_suffix(doac: DoacEligibility) -> str:
+    return " Eligibility unknown until creatinine clearance can be computed." if doac.eligible is None else ""
+
+
+def _dabigatran(s: Situation, doac: DoacEligibility) -> DoacOption:
+    age = s.facts.age
+    if age is not None and age >= DABIGATRAN_REDUCED_FROM_AGE:
+        dose, source = DABIGATRAN_REDUCED_DOSE_MG, "RESPECT-CVT; EU label (dabigatran) (110 mg from age 80)"
+        message = f"Dabigatran {dose} mg twice daily (age 80 or over) {_AFTER_PARENTERAL}."
+    else:
+        dose, source = DABIGATRAN_DOSE_MG, "RESPECT-CVT; SEED002"
+        message = f"Dabigatran {dose} mg twice daily {_AFTER_PARENTERAL}."
+    return DoacOption(
+        "dabigatran",
+        dose,
+        DABIGATRAN_FREQUENCY,
+        doac.eligible,
+        message + _unknown_crcl_suffix(doac),
+        source,
+        RANDOMISED,
+    )
+
+
+def _rivaroxaban(s: Situation, doac: DoacEligibility) -> DoacOption:
+    if s.crcl is not None and s.crcl < RIVAROXABAN_REDUCED_BELOW_CRCL:
+        dose = RIVAROXABAN_REDUCED_DOSE_MG
+        message = f"Rivaroxaban {dose} mg once daily (creatinine clearance 30-49 mL/min) {_AFTER_PARENTERAL}."
+    else:
+        dose = RIVAROXABAN_DOSE_MG
+        message = f"Rivaroxaban {dose} mg once daily {_AFTER_PARENTERAL}."
+        if s.crcl is None:
+            message += " 15 mg once daily if creatinine clearance is 30-49 mL/min."
+    return DoacOption(
+        "rivaroxaban",
+        dose,
+        "once daily",
+        doac.eligible,
+        message + " SECRET was a randomised phase 2 trial; ACTION-CVT observational." + _unknown_crcl_suffix(doac),
+        "SECRET (randomised); ACTION-CVT (observational)",
+        RANDOMISED,
+    )
+
+
+def _apixaban(s: Situation, doac: DoacEligibility) -> DoacOption:
+    message = (
+        f"Apixaban {APIXABAN_DOSE_MG} mg twice daily {_AFTER_PARENTERAL}. Observational evidence only (ACTION-CVT); "
+        "no CVT trial [verify]."
+    )
+    return DoacOption(
+        "apixaban",
+        APIXABAN_DOSE_MG,
+        "twice daily",
+        doac.eligible,
+        message + _unknown_crcl_suffix(doac),
+        "ACTION-CVT (observational) [verify]",
+        OBSERVATIONAL,
+        verified=s.policy.apixaban_verified,
+    )
+
+
+_DOAC_BUILDERS: dict[str, Callable[[Situation, DoacEligibility], DoacOption]] = {
+    "dabigatran": _dabigatran,
+    "rivaroxaban": _rivaroxaban,
+    "apixaban": _apixaban,
+}
+
 
 def _oral_options(s: Situation, doac: DoacEligibility) -> tuple[OralOption, ...]:
-    """Reference §3: none during pregnancy (LMWH throughout); else warfarin, plus dabigatran unless excluded."""
-    if s.facts.pregnant:
+    """Reference §0 and §3: none for a patient under 18 (or of unknown age); none while pregnant (LMWH
+    throughout); else warfarin, plus each DOAC of the clinic's formulary unless a DOAC is excluded."""
+    if not s.adult or s.facts.pregnant:
         return ()
     warfarin_message = WARFARIN_MESSAGE
     if s.facts.breastfeeding:
         warfarin_message += " Compatible with breastfeeding."
     options: list[OralOption] = [WarfarinOption(message=warfarin_message, source=WARFARIN_SOURCE)]
     if doac.eligible is not False:
-        age = s.facts.age
-        if age is not None and age >= DABIGATRAN_REDUCED_FROM_AGE:
-            dose, source = DABIGATRAN_REDUCED_DOSE_MG, "RESPECT-CVT; EU label (110 mg from age 80)"
-            message = f"Dabigatran {dose} mg twice daily (age 80 or over) after 5-15 days of parenteral therapy."
-        else:
-            dose, source = DABIGATRAN_DOSE_MG, "RESPECT-CVT; SEED002"
-            message = f"Dabigatran {dose} mg twice daily after 5-15 days of parenteral therapy."
-            if age is None:
-                message += " 110 mg twice daily from age 80 (EU label); age not recorded."
-        if doac.eligible is None:
-            message += " Eligibility unknown until creatinine clearance can be computed."
-        options.append(DabigatranOption(dose_mg=dose, eligible=doac.eligible, message=message, source=source))
+        options.extend(_DOAC_BUILDERS[agent](s, doac) for agent in s.policy.doac_formulary)
     return tuple(options)
+
+
+def _doacs_offered(s: Situation) -> list[str]:
+    return [o.agent for o in _oral_options(s, _doac_eligibility(s)) if o.agent != "warfarin"]
+
+
+def _warfarin_offered(s: Situation) -> bool:
+    return s.adult and not s.facts.pregnant
+
+
+#: Reference §3 (rev 2): "AHA2024 ... reasonable to move to a VKA or a DOAC; ESO2017, older, suggested not
+#: using DOACs; show both in the rationale". Shown whenever an oral agent is proposed.
+# fmt: off
+RATIONALE_TABLE: tuple[NoteRow, ...] = (
+    NoteRow("aha2024_vka_or_doac", lambda f, row: True,
+            "AHA2024: after initial parenteral anticoagulation it is reasonable to move to a vitamin K antagonist "
+            "or a DOAC.",
+            "AHA2024"),
+    NoteRow("eso2017_no_doac", lambda f, row: True,
+            "ESO2017 (older) suggested not using DOACs for CVT, for lack of evidence at the time.",
+            "ESO2017"),
+)
+# fmt: on
+
+
+def _rationale(s: Situation, options: tuple[OralOption, ...]) -> tuple[Note, ...]:
+    if not options:
+        return ()
+    return tuple(Note(n.code, n.message, n.source) for n in RATIONALE_TABLE if n.applies(s.facts, s.row))
 
 
 # =====================================================================================================
@@ -908,21 +1348,97 @@ class RuleWarning:
 
 @dataclass(frozen=True)
 class WarningRow:
-    """One row of the §5 table."""
+    """One row of the §5 table. ``message`` is a sentence, or a function of the situation for the rows that
+    name things (the medicine, the agent, the caution)."""
 
     code: str
     severity: str
     applies: Callable[[Situation], bool]
-    message: str
+    message: Callable[[Situation], str] | str
     source: str
 
 
 def _doac_offered(s: Situation) -> bool:
-    return not s.facts.pregnant and _doac_eligibility(s).eligible is not False
+    return bool(_doacs_offered(s))
 
 
-#: Reference §5, in the reference's order, plus one row of ours at the end. The reference gives no source
-#: column; each row cites the document the rule comes from (the §3/§4 row or the seed it restates).
+def _doac_interactions(s: Situation) -> list[str]:
+    """§5a with a DOAC: inducers (whatever else excludes a DOAC), and the bleeding / P-gp rows for the DOACs
+    actually proposed."""
+    lines = [f"{m.name} with every DOAC: {m.effect_on('dabigatran').text}" for m in s.strong_inducers]
+    offered = _doacs_offered(s)
+    for m in s.current_medicines():
+        if m.strong_inducer:
+            continue
+        by_effect: dict[str, list[str]] = {}
+        for agent in offered:
+            effect = m.effect_on(agent)
+            if effect.kind in (medicines.REDUCE_OR_AVOID, medicines.BLEEDING_RISK):
+                by_effect.setdefault(effect.text, []).append(agent)
+        lines.extend(f"{m.name} with {', '.join(agents)}: {text}" for text, agents in by_effect.items())
+    return lines
+
+
+def _doac_interaction_message(s: Situation) -> str:
+    return (
+        "Current medicines that interact with a DOAC: "
+        + "; ".join(_doac_interactions(s))
+        + ". Interaction tables: EHRA 2021 and the labels [verify]."
+    )
+
+
+def _warfarin_interactions(s: Situation) -> list[str]:
+    if not _warfarin_offered(s):
+        return []
+    kinds = (*medicines.INR_MOVING, medicines.BLEEDING_RISK)
+    return [f"{m.name}: {m.effect_on('warfarin').text}" for m in s.medicines_with("warfarin", kinds)]
+
+
+def _warfarin_interaction_message(s: Situation) -> str:
+    return (
+        "Current medicines that change the INR or the bleeding risk on warfarin: "
+        + "; ".join(_warfarin_interactions(s))
+        + ". Check the INR within 3-7 days of starting or stopping one [verify]."
+    )
+
+
+#: Reference §3 (rev 2), DOAC cautions: the option stays, with a warning to acknowledge.
+DOAC_CAUTION_WEIGHT_ABOVE_KG = 120.0
+
+
+def _doac_cautions(s: Situation) -> list[str]:
+    offered = _doacs_offered(s)
+    if not offered:
+        return []
+    cautions: list[str] = []
+    if s.has("infection") or s.has("head_trauma"):
+        cautions.append("CNS infection or major head trauma: such patients were excluded from RESPECT-CVT [verify]")
+    if s.facts.weight_kg is not None and s.facts.weight_kg > DOAC_CAUTION_WEIGHT_ABOVE_KG:
+        cautions.append(
+            f"weight {s.facts.weight_kg:g} kg (over 120 kg): ISTH guidance on DOACs in obesity prefers rivaroxaban "
+            "or apixaban to dabigatran [verify]"
+        )
+    if "dabigatran" in offered:
+        inhibitors = s.medicines_with("dabigatran", (medicines.REDUCE_OR_AVOID,))
+        if inhibitors:
+            names = ", ".join(m.code for m in inhibitors)
+            cautions.append(
+                f"P-glycoprotein inhibitor with dabigatran ({names}): EU label (dabigatran): reduced dose or avoid "
+                "[verify]"
+            )
+    return cautions
+
+
+def _estrogen(s: Situation) -> bool:
+    return (
+        s.has("oral_contraceptive")
+        or s.has("hormone_therapy")
+        or any(m.effect_on("warfarin").kind == medicines.ESTROGEN for m in s.current_medicines())
+    )
+
+
+#: Reference §5, in the reference's order, plus one row of ours at the end. Each row cites the document the
+#: rule comes from (rev 2 corrected the citations of microbleeds, anti-amyloid therapy and APS).
 # fmt: off
 WARNING_TABLE: tuple[WarningRow, ...] = (
     WarningRow("hemorrhage_not_contraindication", INFO, lambda s: s.facts.hemorrhage,
@@ -935,27 +1451,50 @@ WARNING_TABLE: tuple[WarningRow, ...] = (
                "acknowledge this risk.",
                "SEED000"),
     WarningRow("microbleeds_caution", CAUTION, lambda s: s.facts.microbleeds >= 1,
-               "Cerebral microbleeds: higher risk of anticoagulant-related bleeding (OR ≈ 4). Weigh the bleeding "
-               "risk against the benefit; keep blood pressure below 130/80 mmHg.",
-               "SEED001"),
-    WarningRow("anti_amyloid_therapy", CAUTION, lambda s: s.facts.anti_amyloid_therapy,
-               "Anti-amyloid antibody therapy (lecanemab/donanemab) or ARIA-H together with an anticoagulant: high "
-               "bleeding risk.",
-               "SEED001"),
+               "Cerebral microbleeds: higher risk of anticoagulant-related bleeding (OR ≈ 4, Liang 2018 "
+               "meta-analysis). Weigh the bleeding risk against the benefit; keep blood pressure below 130/80 mmHg.",
+               "Liang 2018 meta-analysis (Clin Neuropharmacol); SEED001"),
+    WarningRow("anti_amyloid_therapy", URGENT, lambda s: s.facts.anti_amyloid_therapy,
+               "Anti-amyloid antibody therapy (lecanemab/donanemab) or ARIA-H: patients who need anticoagulation "
+               "should not receive lecanemab (donanemab by analogy [verify]). Contact the prescriber of the "
+               "anti-amyloid therapy.",
+               "AUR2023"),
     WarningRow("aps_vka_only", RESTRICTION, lambda s: s.has("antiphospholipid_syndrome"),
-               "Antiphospholipid syndrome: warfarin only, no DOAC.",
-               "ACTION-CVT (excluded APS)"),
+               "Antiphospholipid syndrome: warfarin only, no DOAC (no rivaroxaban in triple-positive APS).",
+               "EULAR 2019; ACTION-CVT and SECRET excluded APS"),
     WarningRow("pregnancy_lmwh_only", RESTRICTION, lambda s: s.facts.pregnant,
-               "Pregnant: LMWH only throughout pregnancy; neither warfarin nor a DOAC. After delivery: LMWH or "
-               "warfarin.",
-               "CSBP2024 §4.1"),
+               "Pregnant: LMWH only throughout pregnancy; no warfarin (teratogenic) and no DOAC. After delivery: "
+               "LMWH or warfarin.",
+               "CSBP2024 §4.1; AHA2011"),
     WarningRow("breastfeeding_no_doac", RESTRICTION, lambda s: s.facts.breastfeeding,
                "Breastfeeding: no DOAC. LMWH or warfarin (warfarin is compatible with breastfeeding).",
                "CSBP2024 §4.1"),
-    WarningRow("renal_doac_contraindicated", RESTRICTION, lambda s: s.renal_doac_contraindicated,
-               "Creatinine clearance 30 mL/min or less (Cockcroft-Gault): no dabigatran.",
+    WarningRow("renal_doac_contraindicated", RESTRICTION, lambda s: s.adult and s.renal_doac_contraindicated,
+               "Creatinine clearance 30 mL/min or less (Cockcroft-Gault): no DOAC.",
                "EHRA"),
-    WarningRow("estrogen_avoid", INFO, lambda s: s.has("oral_contraceptive") or s.has("hormone_therapy"),
+    WarningRow("pediatric_out_of_scope", URGENT, lambda s: not s.adult,
+               lambda s: ("Age not recorded: an unknown age is not an adult; record the age. " if s.facts.age is None
+                          else "Patient under 18. ")
+               + "Pediatric CVT needs a pediatric protocol: weight-based dosing, e.g. EINSTEIN-Jr CVT (rivaroxaban) "
+               "or DIVERSITY (dabigatran); involve the pediatric thrombosis service. No adult oral agent, dose or "
+               "creatinine clearance is proposed; category and duration are adult rules.",
+               "SCOPE (clinical reference §0: adults only)"),
+    WarningRow("heparin_contraindicated", URGENT, lambda s: s.heparin_contraindicated,
+               lambda s: "Heparin is contraindicated ("
+               + " and ".join(RISK_FACTORS[c].meaning for c in sorted(s.facts.risk_factors & HEPARIN_CONTRAINDICATING_CODES))
+               + "): no LMWH or UFH; use a non-heparin anticoagulant (argatroban, fondaparinux or a DOAC)"
+               + ("; IV immunoglobulin for VITT; no platelet transfusion." if s.has("vitt") else "."),
+               "VITT2021"),
+    WarningRow("doac_interaction", CAUTION, lambda s: bool(_doac_interactions(s)),
+               _doac_interaction_message,
+               "EHRA; SECRET; EU label; US label"),
+    WarningRow("warfarin_interaction", CAUTION, lambda s: bool(_warfarin_interactions(s)),
+               _warfarin_interaction_message,
+               "EHRA; US label (warfarin); CHEST2012"),
+    WarningRow("doac_caution", CAUTION, lambda s: bool(_doac_cautions(s)),
+               lambda s: "DOAC caution: " + "; ".join(_doac_cautions(s)) + ".",
+               "RESPECT-CVT; EU label (dabigatran)"),
+    WarningRow("estrogen_avoid", INFO, _estrogen,
                "Stop estrogen-containing contraception or hormone therapy; avoid estrogen-containing "
                "contraception in future.",
                "ESO2017"),
@@ -987,7 +1526,11 @@ WARNING_CODES: tuple[str, ...] = tuple(row.code for row in WARNING_TABLE)
 
 
 def _warnings(s: Situation) -> tuple[RuleWarning, ...]:
-    return tuple(RuleWarning(r.code, r.severity, r.message, r.source) for r in WARNING_TABLE if r.applies(s))
+    return tuple(
+        RuleWarning(r.code, r.severity, r.message(s) if callable(r.message) else r.message, r.source)
+        for r in WARNING_TABLE
+        if r.applies(s)
+    )
 
 
 # =====================================================================================================
@@ -1040,8 +1583,12 @@ def _from_earliest_end(**offset: int) -> DateRule:
 
 
 def _finite(s: Situation) -> bool:
-    return not s.duration.indefinite
+    """A finite course whose earliest end is known (while pregnant without a delivery date it is pending)."""
+    return not s.duration.indefinite and s.duration.earliest_end_on is not None
 
+
+#: Reference §4 (rev 2): protein C/S/antithrombin testing is to consider; the two sources disagree.
+THROMBOPHILIA_TESTING_SOURCE = "AHA2011 (IIa-B), to consider; ESO2017 suggests against routine screening"
 
 #: Reference §4 (venous imaging; clinic review and labs), as first occurrences. Kind names are stable codes.
 # fmt: off
@@ -1066,10 +1613,11 @@ FOLLOW_UP_TABLE: tuple[FollowUpRow, ...] = (
     FollowUpRow("cancer_review", lambda s: s.category == "cancer",
                 _from_diagnosis(months=6), lambda s: None,
                 CANCER_SOURCE),
-    # Protein C, S, antithrombin 2-4 weeks after anticoagulation stops (counted from the earliest end).
+    # Protein C, S, antithrombin 2-4 weeks after anticoagulation stops (counted from the earliest end). Rev 2:
+    # "to consider"; ESO2017 suggests against routine screening — both shown.
     FollowUpRow("thrombophilia_testing", _finite,
                 _from_earliest_end(weeks=2), _from_earliest_end(weeks=4),
-                "AHA2011 (IIa-B)"),
+                THROMBOPHILIA_TESTING_SOURCE),
 )
 # fmt: on
 
@@ -1111,6 +1659,9 @@ class Recommendation:
     creatinine_clearance_ml_min: float | None
     warnings: tuple[RuleWarning, ...]
     follow_ups: tuple[FollowUp, ...]
+    rationale: tuple[Note, ...] = ()
+    adult: bool = True
+    doac_formulary: tuple[str, ...] = DOAC_AGENTS
 
     def cited_sources(self) -> list[str]:
         """Every short name cited by any output item, sorted."""
@@ -1118,7 +1669,9 @@ class Recommendation:
             self.duration.source,
             *(n.source for n in self.duration.notes),
             self.acute_phase.source,
+            self.acute_phase.dose_suggestion.source if self.acute_phase.dose_suggestion else "",
             *(o.source for o in self.oral_options),
+            *(n.source for n in self.rationale),
             *(r.source for r in self.doac_eligible.reasons),
             *(w.source for w in self.warnings),
             *(f.source for f in self.follow_ups),
@@ -1140,23 +1693,36 @@ class Recommendation:
             "creatinine_clearance_ml_min": self.creatinine_clearance_ml_min,
             "warnings": [w.as_dict() for w in self.warnings],
             "follow_ups": [f.as_dict() for f in self.follow_ups],
+            "rationale": [n.as_dict() for n in self.rationale],
+            "scope": {
+                "adult": self.adult,
+                "rule": "adults only (18 or more); under 18 or age unknown: pediatric_out_of_scope",
+                "source": "SCOPE",
+            },
+            "doac_formulary": list(self.doac_formulary),
             "sources": [{"name": name, "citation": SOURCES[name]} for name in self.cited_sources()],
         }
 
 
-def recommend(facts: EpisodeFacts) -> Recommendation:
-    """Apply the reference's §2, §3, §4 and §5 tables to one episode."""
+def recommend(facts: EpisodeFacts, *, policy: RulesPolicy = DEFAULT_RULES_POLICY) -> Recommendation:
+    """Apply the reference's §0, §2, §3, §4 and §5 tables to one episode, with the clinic's ``policy``."""
     row = category_row(facts)
-    situation = Situation(facts=facts, row=row, duration=_duration(facts, row), crcl=_creatinine_clearance(facts))
+    situation = Situation(
+        facts=facts, row=row, duration=_duration(facts, row), crcl=_creatinine_clearance(facts), policy=policy
+    )
     doac = _doac_eligibility(situation)
+    options = _oral_options(situation, doac)
     return Recommendation(
         rules_version=RULES_VERSION,
         category=row.category,
         duration=situation.duration,
         acute_phase=_acute_phase(situation),
-        oral_options=_oral_options(situation, doac),
+        oral_options=options,
         doac_eligible=doac,
         creatinine_clearance_ml_min=situation.crcl,
         warnings=_warnings(situation),
         follow_ups=_follow_ups(situation),
+        rationale=_rationale(situation, options),
+        adult=facts.adult,
+        doac_formulary=policy.doac_formulary,
     )

@@ -10,13 +10,14 @@ import datetime as dt
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
 from anticoag import rules
-from patients.models import CvtEpisode
+from patients.models import Clinic, CvtEpisode
 
 from .models import Agent, Plan, PlanDecision, PlanStatus
 
@@ -32,8 +33,35 @@ TESTS_UNRELIABLE_ON_ANTICOAGULANTS = frozenset(
 _COMPARED_PARTS = ("category", "duration", "oral_options", "doac_eligible", "acute_phase")
 
 
+#: ``settings.ANTICOAG_RULES_POLICY`` keys a deployment may set (reference §3 rev 2: [verify] values are
+#: configurable). The DOAC formulary is per clinic (``Clinic.offers_*``), not a setting.
+_POLICY_SETTINGS = ("enoxaparin_mg_per_kg", "enoxaparin_verified", "apixaban_verified")
+
+
+def rules_policy(*, clinic: Clinic | None = None) -> rules.RulesPolicy:
+    """The policy the rules apply for ``clinic``: its DOAC formulary, and the deployment's configurable values
+    (``settings.ANTICOAG_RULES_POLICY``, read at every call). A bad setting raises ``ImproperlyConfigured``."""
+    overrides = getattr(settings, "ANTICOAG_RULES_POLICY", None) or {}
+    unknown = sorted(set(overrides) - set(_POLICY_SETTINGS))
+    if unknown:
+        raise ImproperlyConfigured(
+            f"ANTICOAG_RULES_POLICY: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_POLICY_SETTINGS)}."
+        )
+    formulary = clinic.doac_formulary if clinic is not None else rules.DOAC_AGENTS
+    try:
+        return rules.RulesPolicy(doac_formulary=formulary, **overrides)
+    except (TypeError, rules.FactsError) as err:
+        raise ImproperlyConfigured(f"ANTICOAG_RULES_POLICY: {err}") from err
+
+
+def current_medication_codes(*, patient, on: dt.date) -> frozenset[str]:
+    """The codes of the patient's medicines current on ``on`` (reference §5a: the rules read the current ones)."""
+    return frozenset(m.code for m in patient.medications.all() if m.current_on(on))
+
+
 def episode_facts(*, episode: CvtEpisode, on: dt.date | None = None) -> rules.EpisodeFacts:
-    """The facts of ``episode`` as the rules want them, using the latest creatinine and today's age."""
+    """The facts of ``episode`` as the rules want them, using the latest creatinine, today's age and the
+    medicines current today. Pregnancy is the ``pregnancy``/``puerperium`` code (reference §0, rev 2)."""
     on = on or timezone.localdate()
     patient = episode.patient
     latest_creatinine = (
@@ -55,14 +83,15 @@ def episode_facts(*, episode: CvtEpisode, on: dt.date | None = None) -> rules.Ep
         subdural_hematoma=episode.subdural_hematoma,
         microbleeds=episode.microbleeds,
         anti_amyloid_therapy=episode.anti_amyloid_therapy,
-        pregnant=episode.pregnant_now,
         delivered_on=episode.delivered_on,
+        expected_delivery_on=episode.expected_delivery_on,
         breastfeeding=episode.breastfeeding,
         deterioration=episode.deteriorations.exists(),
         # A protein C/S/antithrombin result noted after the diagnosis was drawn while anticoagulated.
         thrombophilia_tested_on_anticoagulant=any(
             f.code in TESTS_UNRELIABLE_ON_ANTICOAGULANTS and f.noted_on > episode.diagnosed_on for f in factors
         ),
+        medications=current_medication_codes(patient=patient, on=on),
     )
 
 
@@ -77,12 +106,32 @@ def facts_as_json(facts: rules.EpisodeFacts) -> dict[str, Any]:
     return out
 
 
+def _decision_view(part: str, value: Any) -> Any:
+    """The part of a proposal a clinician decides on, without its wording: a reworded message or a new
+    explanatory key (a new rules version adds some) is not a change that needs a new confirmation; a different
+    agent, dose, eligibility, category or end date is."""
+    if not isinstance(value, (dict, list)):
+        return value
+    if part == "duration":
+        keys = ("min_months", "max_months", "indefinite", "earliest_end_on", "latest_end_on", "earliest_end_text")
+        return {k: value.get(k) for k in keys}
+    if part == "oral_options":
+        keys = ("agent", "dose_mg", "frequency", "eligible", "inr_low", "inr_high")
+        return [{k: option[k] for k in keys if k in option} for option in value]
+    if part == "doac_eligible":
+        return {"eligible": value.get("eligible"), "reasons": sorted(r["code"] for r in value.get("reasons", []))}
+    if part == "acute_phase":
+        return {"agent": value.get("agent")}
+    return value
+
+
 def proposal_changes(*, before: dict, after: dict) -> list[dict]:
     """What differs between two proposals, part by part, in words a clinician reads."""
     changes: list[dict] = []
     for part in _COMPARED_PARTS:
-        if before.get(part) != after.get(part):
-            changes.append({"part": part, "before": before.get(part), "after": after.get(part)})
+        old, new = _decision_view(part, before.get(part)), _decision_view(part, after.get(part))
+        if old != new:
+            changes.append({"part": part, "before": old, "after": new})
     old_codes = {w["code"] for w in before.get("warnings", [])}
     new_codes = {w["code"] for w in after.get("warnings", [])}
     if added := sorted(new_codes - old_codes):
@@ -103,14 +152,30 @@ def _status_for(plan: Plan) -> tuple[str, list[dict]]:
     return (PlanStatus.REVIEW if changes else PlanStatus.CONFIRMED), changes
 
 
+#: What a recomputation did to a plan (``plan_recompute``; counted by ``manage.py replan``).
+UNCHANGED, CHANGED, REVIEW_NEEDED = "unchanged", "changed", "review_needed"
+
+
 @transaction.atomic
-def plan_refresh(*, episode: CvtEpisode, on: dt.date | None = None) -> Plan:
-    """Recompute the episode's proposal; store it if it changed. Confirmed decisions are never touched."""
+def plan_recompute(*, episode: CvtEpisode, on: dt.date | None = None) -> tuple[Plan, str]:
+    """Recompute the episode's proposal and store it if it changed; say what happened.
+
+    ``unchanged``: nothing a clinician decides on changed (the stored proposal may still be re-stamped with a
+    new ``RULES_VERSION``); ``changed``: the proposal changed; ``review_needed``: the plan was confirmed and
+    its proposal changed, so it now shows "review needed" with the diff. Confirmed decisions are never touched.
+    """
     facts = episode_facts(episode=episode, on=on)
-    proposal = rules.recommend(facts).as_dict()
+    policy = rules_policy(clinic=episode.patient.clinic)
+    proposal = rules.recommend(facts, policy=policy).as_dict()
     plan = Plan.objects.select_for_update().filter(episode=episode).first()
-    if plan is not None and plan.proposal == proposal:
-        return plan
+    if plan is not None and plan.proposal == proposal and plan.rules_version == proposal["rules_version"]:
+        return plan, UNCHANGED
+    was_status = plan.status if plan is not None else None
+    substantive = (
+        plan is None
+        or bool(proposal_changes(before=plan.proposal, after=proposal))
+        or (plan.proposal.get("follow_ups") != proposal.get("follow_ups"))
+    )
     if plan is None:
         plan = Plan(episode=episode)
     plan.facts = facts_as_json(facts)
@@ -121,12 +186,20 @@ def plan_refresh(*, episode: CvtEpisode, on: dt.date | None = None) -> Plan:
         plan.status, plan.changes = _status_for(plan)
     plan.save()
     plan_changed.send(sender=Plan, plan=plan)
+    if plan.status == PlanStatus.REVIEW and was_status != PlanStatus.REVIEW:
+        return plan, REVIEW_NEEDED
+    return plan, CHANGED if substantive else UNCHANGED
+
+
+def plan_refresh(*, episode: CvtEpisode, on: dt.date | None = None) -> Plan:
+    """Recompute the episode's proposal; store it if it changed. Confirmed decisions are never touched."""
+    plan, _ = plan_recompute(episode=episode, on=on)
     return plan
 
 
 def _proposed_agents(proposal: dict) -> set[str]:
     agents = {option["agent"] for option in proposal.get("oral_options", [])}
-    if not agents:  # pregnancy: no oral agent, LMWH throughout (reference §3)
+    if not agents:  # pregnancy (LMWH throughout) or out of the adult scope: the acute agent (reference §0, §3)
         agents.add(proposal.get("acute_phase", {}).get("agent", Agent.LMWH))
     return agents
 
@@ -185,9 +258,13 @@ def plan_confirm(
 
     diagnosed_on = plan.episode.diagnosed_on
     end_on = None if indefinite else diagnosed_on + relativedelta(months=duration_months)
-    if not indefinite and proposal["category"] == "pregnancy" and duration["earliest_end_on"]:
-        # Pregnancy: also at least 6 weeks after delivery (reference §2 row 4).
-        end_on = max(end_on, dt.date.fromisoformat(duration["earliest_end_on"]))
+    if not indefinite and proposal["category"] == "pregnancy":
+        if duration["earliest_end_on"]:
+            # Pregnancy: also at least 6 weeks after delivery (reference §2 row 4).
+            end_on = max(end_on, dt.date.fromisoformat(duration["earliest_end_on"]))
+        elif duration.get("earliest_end_text"):
+            # Pregnant, delivery date unknown: no end date that could fall before the delivery (§3 rev 2).
+            end_on = None
     decision = PlanDecision.objects.create(
         plan=plan,
         proposal=proposal,

@@ -187,10 +187,10 @@ def generate(scale: Scale, *, log=print) -> dict[str, float]:
             "episodes",
             """
             INSERT INTO patients_cvtepisode (patient_id, diagnosed_on, sinuses, hemorrhage, subdural_hematoma,
-                microbleeds, anti_amyloid_therapy, pregnant, delivered_on, breastfeeding, prior_cvt, prior_vte,
+                microbleeds, anti_amyloid_therapy, delivered_on, breastfeeding, prior_cvt, prior_vte,
                 notes, created_at, updated_at)
             SELECT id, %s::date - (180 + mod(id * 31, 210))::int, '["sss"]'::jsonb, mod(id, 11) = 0, false, 0, false,
-                   false, NULL, false, false, false, '', %s, %s
+                   NULL, false, false, false, '', %s, %s
             FROM patients_patient
             """,
             [today, now, now],

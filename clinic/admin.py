@@ -29,6 +29,7 @@ from django.utils.http import urlencode
 
 from anticoag.admin import render_proposal
 from anticoag.inr import clinic_today
+from anticoag.patient_page import current_medicines_context
 from outcomes.patient_page import outcomes_page_context
 from patients.admin import ClinicScopedAdmin, PatientAdmin
 from patients.choices import Role
@@ -305,6 +306,7 @@ class PatientPageAdmin(PatientListColumns, PatientAdmin):
                 + urlencode({"content_type__id__exact": content_type.pk, "object_id": patient.pk})
             )
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
+        page["current_medicines"] = current_medicines_context(patient=patient)  # rules revision 2 (§5a)
         page["outcomes"] = outcomes_page_context(request=request, patient=patient, context=context)
         return {"patient_page": page, "patient_obj": patient, **patient_dosing_context(request, patient, context)}
 

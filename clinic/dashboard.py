@@ -71,7 +71,7 @@ ALERT_LABELS = {
     "inr_critical": "Critical INR (above 9.0, or bleeding)",
     "inr_high": "INR 5.0–9.0: hold warfarin, retest in 1–3 days",
     "deterioration": "Neurological deterioration: urgent repeat CT/MRI",
-    "renal_doac_contraindicated": "CrCl 30 mL/min or less on dabigatran",
+    "renal_doac_contraindicated": "CrCl 30 mL/min or less on a DOAC",
 }
 
 SECTIONS = ("overdue", "today", "week")

@@ -16,7 +16,7 @@ from outcomes.api import (
     QualityReportCsvApi,
     RecanalizationApi,
 )
-from patients.api import EpisodeViewSet, PatientViewSet
+from patients.api import EpisodeViewSet, MedicationViewSet, PatientViewSet
 from reporting.api import (
     AuthTokenApi,
     CalendarFeedViewSet,
@@ -38,6 +38,7 @@ def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
 router = SimpleRouter()
 router.register("patients", PatientViewSet, basename="patient")
 router.register("episodes", EpisodeViewSet, basename="episode")
+router.register("medications", MedicationViewSet, basename="medication")
 router.register("plans", PlanViewSet, basename="plan")
 router.register("inr-readings", InrReadingViewSet, basename="inr-reading")
 router.register("follow-ups", FollowUpViewSet, basename="follow-up")

@@ -25,7 +25,16 @@ from config.security import client_ip
 
 from .audit import record_access
 from .choices import Sinus
-from .models import Clinic, CvtEpisode, DeteriorationEvent, EpisodeRiskFactor, LabResult, Patient, PatientContact
+from .models import (
+    Clinic,
+    CvtEpisode,
+    DeteriorationEvent,
+    EpisodeRiskFactor,
+    LabResult,
+    Patient,
+    PatientContact,
+    PatientMedication,
+)
 from .scoping import clinic_path_for, scope_to_user_clinics
 
 #: Longest search or autocomplete term passed to the database (an MRN or a name prefix is far shorter).
@@ -244,18 +253,43 @@ def admin_superuser_only(model: type[Model], site: admin.AdminSite = admin.site)
     site.register(model, type(current.__name__, (SuperuserOnlyAdmin, current), {"__module__": __name__}))
 
 
+#: The clinic's DOAC formulary fields (reference §3 rev 2): changing one recomputes the clinic's plans.
+FORMULARY_FIELDS = ("offers_dabigatran", "offers_rivaroxaban", "offers_apixaban")
+
+
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     list_display = ["name", "time_zone", "alert_email", "digest_time", "extended_inr_interval"]
     search_fields = ["name"]
     filter_horizontal = ["staff"]
 
+    def save_model(self, request: HttpRequest, obj: Clinic, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and set(form.changed_data) & set(FORMULARY_FIELDS):
+            from anticoag.replan import replan_plans  # anticoag depends on patients, not the other way round
+
+            counts = replan_plans(clinic=obj)
+            self.message_user(
+                request,
+                f"DOAC formulary changed: plans recomputed ({counts['unchanged']} unchanged, {counts['changed']} "
+                f"changed, {counts['review_needed']} now need review).",
+            )
+
 
 class EpisodeInline(ClinicScopedTabularInline):
     model = CvtEpisode
     extra = 0
-    fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "pregnant", "prior_cvt"]
+    fields = ["diagnosed_on", "hemorrhage", "subdural_hematoma", "microbleeds", "prior_cvt"]
     show_change_link = True
+
+
+class MedicationInline(ClinicScopedTabularInline):
+    """The patient's medicines (reference §5a): the rules read the current ones."""
+
+    model = PatientMedication
+    extra = 0
+    fields = ["code", "started_on", "stopped_on", "note"]
+    ordering = ["-started_on"]
 
 
 class LabResultInline(ClinicScopedTabularInline):
@@ -278,7 +312,18 @@ class PatientAdmin(ClinicScopedAdmin):
     search_help_text = "Exact MRN, or the start of a family or given name."
     show_full_result_count = False
     list_per_page = 50
-    inlines = [EpisodeInline, LabResultInline]
+    inlines = [EpisodeInline, MedicationInline, LabResultInline]
+
+    def get_formset_kwargs(self, request: HttpRequest, obj, inline, prefix: str) -> dict:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, MedicationInline) and "data" in kwargs and f"{prefix}-TOTAL_FORMS" not in kwargs["data"]:
+            # A form posted without the medicines section (a client of the page before the section existed)
+            # leaves the medicines as they are instead of failing on a missing management form.
+            data = kwargs["data"].copy()
+            data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+            kwargs["data"] = data
+        return kwargs
+
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", ("given_name", "family_name"), ("date_of_birth", "sex"), "weight_kg"]}),
         ("Care team", {"fields": ["primary_nurse", "responsible_clinician", "active"]}),
@@ -286,8 +331,28 @@ class PatientAdmin(ClinicScopedAdmin):
     ]
 
 
+class RiskFactorFormSet(forms.BaseInlineFormSet):
+    """Checks the pregnancy facts against the risk factor codes being submitted (reference §3 rev 2: a delivery
+    date, an expected delivery date or breastfeeding needs a pregnancy or puerperium code). The episode form
+    defers this check to here, because only here are the codes of this submission known."""
+
+    def clean(self) -> None:
+        super().clean()
+        codes = {
+            form.cleaned_data["code"]
+            for form in self.forms
+            if getattr(form, "cleaned_data", None)
+            and form.cleaned_data.get("code")
+            and not self._should_delete_form(form)
+        }
+        errors = self.instance.pregnancy_errors(codes)
+        if errors:
+            raise forms.ValidationError([f"{field}: {message}" for field, message in errors.items()])
+
+
 class RiskFactorInline(ClinicScopedTabularInline):
     model = EpisodeRiskFactor
+    formset = RiskFactorFormSet
     extra = 1
     fields = ["code", "noted_on"]
 
@@ -303,6 +368,11 @@ class CvtEpisodeForm(forms.ModelForm):
         choices=Sinus.choices, widget=forms.CheckboxSelectMultiple, required=False, label="Sinuses involved"
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The risk factor inline (RiskFactorFormSet) checks pregnancy facts against the submitted codes.
+        self.instance._pregnancy_checked_with_inlines = True
+
     class Meta:
         model = CvtEpisode
         fields = [
@@ -313,8 +383,8 @@ class CvtEpisodeForm(forms.ModelForm):
             "subdural_hematoma",
             "microbleeds",
             "anti_amyloid_therapy",
-            "pregnant",
             "delivered_on",
+            "expected_delivery_on",
             "breastfeeding",
             "prior_cvt",
             "prior_vte",
@@ -327,9 +397,9 @@ class CvtEpisodeAdmin(ClinicScopedAdmin):
     log_access = True
     form = CvtEpisodeForm
     clinic_path = "patient__clinic"
-    list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds", "pregnant"]
+    list_display = ["patient", "diagnosed_on", "hemorrhage", "microbleeds"]
     list_select_related = ["patient"]
-    list_filter = ["patient__clinic", "hemorrhage", "pregnant"]
+    list_filter = ["patient__clinic", "hemorrhage"]
     mrn_search_path = "patient__mrn"
     search_fields = ["=patient__mrn", "^patient__family_name"]
     date_hierarchy = "diagnosed_on"
@@ -339,7 +409,14 @@ class CvtEpisodeAdmin(ClinicScopedAdmin):
     fieldsets = [
         (None, {"fields": ["patient", "diagnosed_on", "sinuses"]}),
         ("Bleeding", {"fields": ["hemorrhage", "subdural_hematoma", "microbleeds", "anti_amyloid_therapy"]}),
-        ("Pregnancy", {"fields": ["pregnant", "delivered_on", "breastfeeding"]}),
+        (
+            "Pregnancy",
+            {
+                "fields": ["delivered_on", "expected_delivery_on", "breastfeeding"],
+                "description": "Pregnancy is recorded as a risk factor: 'CVT during pregnancy' or 'CVT within 6 weeks "
+                "after delivery'. These dates and breastfeeding need one of those codes.",
+            },
+        ),
         ("History", {"fields": ["prior_cvt", "prior_vte", "notes"]}),
     ]
 

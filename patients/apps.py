@@ -21,6 +21,7 @@ class PatientsConfig(AppConfig):
             "DeteriorationEvent",
             "LabResult",
             "PatientContact",
+            "PatientMedication",
         ):
             auditlog.register(self.get_model(model_name))
         auditlog.register(self.get_model("Clinic"), m2m_fields={"staff"})

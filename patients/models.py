@@ -11,14 +11,23 @@ from datetime import date, time
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from anticoag.rules import RISK_FACTOR_CHOICES, RISK_FACTORS, UMOL_PER_MG_DL
+from anticoag.medicines import MEDICINE_CHOICES, MEDICINES
+from anticoag.rules import (
+    DOAC_AGENTS,
+    PREGNANCY_CODES,
+    RISK_FACTOR_CHOICES,
+    RISK_FACTORS,
+    UMOL_PER_MG_DL,
+    FactsError,
+    check_pregnancy_facts,
+)
 
 from .choices import ContactChannel, ContactKind, ContactOutcome, CreatinineUnit, Sex, Sinus
 from .dates import validate_clinical_date
@@ -139,12 +148,22 @@ class Clinic(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(60)],
         help_text="An INR test not done this many days after its due date becomes 'did not attend'.",
     )
+    # The clinic's DOAC formulary (reference §3 rev 2: "which DOACs a clinic offers is its formulary setting
+    # (default: all three)"). Plans propose only the DOACs ticked here.
+    offers_dabigatran = models.BooleanField("formulary: dabigatran", default=True, db_default=True)
+    offers_rivaroxaban = models.BooleanField("formulary: rivaroxaban", default=True, db_default=True)
+    offers_apixaban = models.BooleanField("formulary: apixaban", default=True, db_default=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def doac_formulary(self) -> tuple[str, ...]:
+        """The DOACs this clinic offers, in the reference's order."""
+        return tuple(agent for agent in DOAC_AGENTS if getattr(self, f"offers_{agent}"))
 
 
 class Patient(models.Model):
@@ -256,13 +275,22 @@ class CvtEpisode(models.Model):
     anti_amyloid_therapy = models.BooleanField(
         "anti-amyloid therapy or ARIA-H", default=False, help_text="On lecanemab/donanemab, or ARIA-H seen."
     )
-    pregnant = models.BooleanField(
-        "pregnancy-associated",
-        default=False,
-        help_text="Pregnant at diagnosis, or diagnosed within 6 weeks after delivery. Record the delivery date "
-        "when the pregnancy ends: until then the patient counts as pregnant (LMWH only).",
+    # Pregnancy is one fact (reference §0/§3 rev 2): the ``pregnancy``/``puerperium`` risk factor code. There is
+    # no separate flag; these dates and breastfeeding need that code.
+    delivered_on = models.DateField(
+        "delivery date",
+        null=True,
+        blank=True,
+        validators=[validate_clinical_date],
+        help_text="Record it when the pregnancy ends: until then a 'pregnancy' episode counts as pregnant now "
+        "(LMWH only).",
     )
-    delivered_on = models.DateField("delivery date", null=True, blank=True, validators=[validate_clinical_date])
+    expected_delivery_on = models.DateField(
+        "expected delivery date",
+        null=True,
+        blank=True,
+        help_text="While pregnant: the end of anticoagulation is computed from it (6 weeks after delivery).",
+    )
     breastfeeding = models.BooleanField(default=False)
     prior_cvt = models.BooleanField(
         "earlier CVT outside this system", default=False, help_text="Episodes recorded here count automatically."
@@ -275,13 +303,6 @@ class CvtEpisode(models.Model):
     class Meta:
         ordering = ["patient", "diagnosed_on", "pk"]
         verbose_name = "CVT episode"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(delivered_on__isnull=True) | Q(pregnant=True),
-                name="episode_delivery_needs_pregnancy",
-                violation_error_message="A delivery date needs a pregnancy-associated episode.",
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"CVT episode of {self.diagnosed_on.isoformat()} ({self.patient})"
@@ -291,10 +312,47 @@ class CvtEpisode(models.Model):
         qs = CvtEpisode.objects.filter(patient_id=self.patient_id, diagnosed_on__lt=self.diagnosed_on)
         return qs.exclude(pk=self.pk) if self.pk else qs
 
+    def risk_codes(self) -> set[str]:
+        """The episode's risk factor codes (from the prefetch cache when there is one)."""
+        if not self.pk:
+            return set()
+        return {f.code for f in self.risk_factors.all()}
+
+    @property
+    def pregnancy_associated(self) -> bool:
+        """The ``pregnancy`` or ``puerperium`` code (reference §0: the one pregnancy fact)."""
+        return bool(self.risk_codes() & PREGNANCY_CODES)
+
+    @property
+    def pregnant(self) -> bool:
+        """Kept for readers of revision 1 (exports, FHIR): the episode is pregnancy-associated."""
+        return self.pregnancy_associated
+
     @property
     def pregnant_now(self) -> bool:
-        """Pregnant today: a pregnancy-associated episode whose delivery is not recorded yet."""
-        return self.pregnant and self.delivered_on is None
+        """Pregnant now (reference §3 rev 2): the ``pregnancy`` code and no delivery date recorded."""
+        return "pregnancy" in self.risk_codes() and self.delivered_on is None
+
+    def pregnancy_errors(self, codes: set[str] | None = None) -> dict[str, str]:
+        """Contradictions between the pregnancy dates and the codes (reference §3 rev 2), field → message.
+
+        ``codes`` are the codes the episode will have (the admin passes the submitted inline rows); by default
+        the saved ones. A male patient cannot have a pregnancy code."""
+        codes = self.risk_codes() if codes is None else codes
+        errors: dict[str, str] = {}
+        try:
+            check_pregnancy_facts(
+                risk_factors=codes,
+                diagnosed_on=self.diagnosed_on,
+                delivered_on=self.delivered_on,
+                expected_delivery_on=self.expected_delivery_on,
+                breastfeeding=self.breastfeeding,
+            )
+        except FactsError as err:
+            errors[err.field] = err.message[0].upper() + err.message[1:] + "."
+        if codes & PREGNANCY_CODES and self.patient_id and self.patient.sex == Sex.MALE:
+            errors["risk_factors"] = "The patient is recorded as male: no pregnancy or puerperium code."
+        return errors
 
     @property
     def is_recurrence(self) -> bool:
@@ -311,12 +369,14 @@ class CvtEpisode(models.Model):
             errors["sinuses"] = (
                 f"Unknown sinus code(s) {', '.join(map(str, unknown))}; allowed: {', '.join(Sinus.values)}."
             )
-        if self.delivered_on and not self.pregnant:
-            errors["delivered_on"] = "A delivery date needs a pregnancy: tick 'pregnancy-associated' or clear the date."
         if self.delivered_on and self.diagnosed_on and (self.diagnosed_on - self.delivered_on).days > 366:
             errors["delivered_on"] = "The delivery date is more than a year before the diagnosis."
-        if self.pregnant and self.patient_id and self.patient.sex == Sex.MALE:
-            errors["pregnant"] = "The patient is recorded as male."
+        if not getattr(self, "_pregnancy_checked_with_inlines", False):
+            # The admin checks with the risk factor rows being submitted (its inline formset); code that creates
+            # an episode with its codes sets ``pending_risk_codes``; everyone else is checked with the saved codes.
+            pending = getattr(self, "pending_risk_codes", None)
+            for field, message in self.pregnancy_errors(None if pending is None else set(pending)).items():
+                errors.setdefault(field if field != "risk_factors" else NON_FIELD_ERRORS, message)
         if self.diagnosed_on and self.patient_id and self.diagnosed_on < self.patient.date_of_birth:
             errors["diagnosed_on"] = "The diagnosis date is before the patient's date of birth."
         if errors:
@@ -437,3 +497,59 @@ class PatientContact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} ({self.get_outcome_display()})"
+
+
+class PatientMedication(models.Model):
+    """A medicine the patient takes, from the fixed vocabulary of reference §5a (rev 2).
+
+    Current on a day = started on or before it and not stopped by then (``stopped_on`` is the first day
+    without it). The rules read the current ones (DOAC eligibility, interactions); starting or stopping one
+    that moves the INR of a warfarin patient schedules an INR test (``scheduling.follow_ups``).
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="medications")
+    code = models.CharField("medicine", max_length=40, choices=MEDICINE_CHOICES)
+    started_on = models.DateField(validators=[validate_clinical_date])
+    stopped_on = models.DateField(
+        null=True, blank=True, validators=[validate_clinical_date], help_text="First day without it; empty if current."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["patient", "-started_on", "pk"]
+        verbose_name = "current medicine"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(stopped_on__isnull=True) | Q(stopped_on__gte=models.F("started_on")),
+                name="medication_stops_after_start",
+                violation_error_message="A medicine cannot stop before it started.",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "code"], name="medication_patient_code_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_code_display()} from {self.started_on.isoformat()}"
+
+    def current_on(self, day: date) -> bool:
+        return self.started_on <= day and (self.stopped_on is None or self.stopped_on > day)
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict[str, str] = {}
+        if self.code and self.code not in MEDICINES:
+            errors["code"] = f"Unknown medicine '{self.code}'; allowed: {', '.join(MEDICINES)}."
+        if self.started_on and self.stopped_on and self.stopped_on < self.started_on:
+            errors["stopped_on"] = "A medicine cannot stop before it started."
+        if self.patient_id and self.code and self.started_on and not errors:
+            overlapping = PatientMedication.objects.filter(patient_id=self.patient_id, code=self.code).exclude(
+                pk=self.pk
+            )
+            overlapping = overlapping.filter(Q(stopped_on__isnull=True) | Q(stopped_on__gt=self.started_on))
+            if self.stopped_on is not None:
+                overlapping = overlapping.filter(started_on__lt=self.stopped_on)
+            if overlapping.exists():
+                errors["started_on"] = "This medicine is already recorded for the patient over these dates."
+        if errors:
+            raise ValidationError(errors)

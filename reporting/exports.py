@@ -29,12 +29,13 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.db.models import Aggregate, CharField, F, Model, OuterRef, QuerySet, Subquery
+from django.db.models import Aggregate, CharField, Exists, F, Model, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from anticoag.api import InrReadingFilter, PlanFilter, inr_reading_list, plan_list
 from anticoag.models import InrReading, Plan, PlanDecision
+from anticoag.rules import PREGNANCY_CODES
 from outcomes.api import ClinicalEventFilter, OutcomeAssessmentFilter, clinical_event_list, outcome_assessment_list
 from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.api import EpisodeFilter, PatientFilter, episode_list, patient_list
@@ -152,7 +153,10 @@ def _episodes_with_codes(queryset: QuerySet[CvtEpisode]) -> QuerySet[CvtEpisode]
         .annotate(codes=JoinedCodes("code"))
         .values("codes")
     )
-    return queryset.annotate(risk_factor_codes=Subquery(codes))
+    # "pregnant" keeps its column name for existing readers; since rules revision 2 it is the pregnancy or
+    # puerperium code (one fact, no separate flag).
+    pregnancy = EpisodeRiskFactor.objects.filter(episode_id=OuterRef("pk"), code__in=sorted(PREGNANCY_CODES))
+    return queryset.annotate(risk_factor_codes=Subquery(codes), pregnant=Exists(pregnancy))
 
 
 _DECISION_FIELDS = ("agent", "indefinite", "duration_months", "end_on", "overridden", "override_reason")
@@ -263,6 +267,7 @@ DATASETS: dict[str, Dataset] = {
             col("anti_amyloid_therapy"),
             col("pregnant"),
             col("delivered_on"),
+            col("expected_delivery_on"),
             col("breastfeeding"),
             col("prior_cvt"),
             col("prior_vte"),

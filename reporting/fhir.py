@@ -57,12 +57,21 @@ AGENT_CODES: dict[str, dict[str, str] | None] = {
     Agent.DABIGATRAN: {"system": RXNORM, "code": "1037042", "display": "dabigatran etexilate"},
     Agent.UFH: {"system": RXNORM, "code": "5224", "display": "heparin"},
     Agent.LMWH: None,
+    # Rules revision 2 agents: text only until their codes are checked against an RxNorm release.
+    Agent.RIVAROXABAN: None,
+    Agent.APIXABAN: None,
+    Agent.ARGATROBAN: None,
+    Agent.FONDAPARINUX: None,
 }
 AGENT_TEXT = {
     Agent.WARFARIN: "Warfarin",
     Agent.DABIGATRAN: "Dabigatran etexilate",
     Agent.LMWH: "Low-molecular-weight heparin",
     Agent.UFH: "Unfractionated heparin",
+    Agent.RIVAROXABAN: "Rivaroxaban",
+    Agent.APIXABAN: "Apixaban",
+    Agent.ARGATROBAN: "Argatroban",
+    Agent.FONDAPARINUX: "Fondaparinux",
 }
 
 SERVICE_REQUEST_STATUS = {

@@ -25,10 +25,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from anticoag import monitoring, rules
+from anticoag import medicines, monitoring, rules
 from anticoag.inr import clinic_today, inr_advice_for_patient, monitoring_policy
 from anticoag.models import InrReading, Plan, PlanDecision, WarfarinDose
-from patients.models import Clinic, CvtEpisode, DeteriorationEvent, LabResult, Patient
+from patients.models import Clinic, CvtEpisode, DeteriorationEvent, LabResult, Patient, PatientMedication
 
 from .models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization, ReminderKind
 
@@ -563,6 +563,63 @@ def inr_follow_up_for_dose(*, dose: WarfarinDose) -> FollowUp | None:
         kind=FollowUpKind.INR_TEST,
         **values,
     )
+
+
+#: Reference §5 ``warfarin_interaction`` (rev 2): "check the INR within 3-7 days of starting or stopping it"
+#: [verify]. Counted from the start/stop date, or from the day it is recorded when that is later.
+MEDICATION_INR_DAYS = (3, 7)
+MEDICATION_INR_SOURCE = "warfarin_interaction: INR within 3-7 days of starting or stopping the medicine [verify]"
+
+
+def _medication_key_prefix(medication: PatientMedication) -> str:
+    return f"med:{medication.patient_id}:{medication.pk}:"
+
+
+@transaction.atomic
+def inr_follow_up_for_medication(*, medication: PatientMedication) -> list[FollowUp]:
+    """Starting or stopping a medicine that moves the INR (reference §5a) while on warfarin: an INR test 3 to
+    7 days later (reference §5 ``warfarin_interaction`` [verify]).
+
+    Applies when the patient's latest confirmed decision is warfarin and its course has not ended. One item per
+    event, keyed by the medicine row, the event and its date (``med:{patient}:{row}:start:2026-12-01``), so
+    saving again creates nothing; a corrected date replaces the open item of the old date (cancelled with a
+    note). Other medicines, or a patient not on warfarin: nothing.
+    """
+    medicine = medicines.MEDICINES.get(medication.code)
+    if medicine is None or not medicine.moves_inr:
+        return []
+    patient = _lock_patient(medication.patient)
+    decision = current_decision(patient)
+    today = clinic_today(patient.clinic)
+    if decision is None or decision.agent != "warfarin" or (decision.end_on and decision.end_on < today):
+        return []
+    items: list[FollowUp] = []
+    earliest, latest = MEDICATION_INR_DAYS
+    for event, day in (("start", medication.started_on), ("stop", medication.stopped_on)):
+        if day is None:
+            continue
+        base = max(day, today)
+        item, _ = FollowUp.objects.get_or_create(
+            key=f"{_medication_key_prefix(medication)}{event}:{day.isoformat()}",
+            defaults={
+                "patient_id": patient.pk,
+                "episode_id": _latest_episode_id(patient),
+                "kind": FollowUpKind.INR_TEST,
+                "due_on": base + timedelta(days=earliest),
+                "window_end_on": base + timedelta(days=latest),
+                "rule": f"medication_{event}:{medicine.code}"[:80],
+                "source": MEDICATION_INR_SOURCE,
+            },
+        )
+        items.append(item)
+    stale = FollowUp.objects.filter(
+        key__startswith=_medication_key_prefix(medication), status=FollowUpStatus.SCHEDULED
+    ).exclude(pk__in=[i.pk for i in items])
+    for item in stale:
+        item.status = FollowUpStatus.CANCELLED
+        item.result_note = f"{AUTO_CANCEL_NOTE} the medicine's start or stop date was corrected."
+        item.save(update_fields=["status", "result_note", "updated_at"])
+    return items
 
 
 # ---------------------------------------------------------------------------------------------------------------

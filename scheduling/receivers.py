@@ -12,11 +12,12 @@ from django.dispatch import receiver
 from anticoag.inr import inr_recorded, warfarin_dose_recorded
 from anticoag.procedure_services import procedure_changed
 from anticoag.services import plan_changed
-from patients.models import DeteriorationEvent, LabResult
+from patients.models import DeteriorationEvent, LabResult, PatientMedication
 
 from .follow_ups import (
     follow_ups_sync_for_plan,
     inr_follow_up_for_dose,
+    inr_follow_up_for_medication,
     inr_follow_up_sync,
     procedure_follow_ups_sync,
     renal_follow_up_sync,
@@ -58,3 +59,10 @@ def renal_follow_up_on_lab(sender, instance: LabResult, raw: bool = False, **kwa
 @receiver(procedure_changed, dispatch_uid="follow_ups_on_procedure_changed")
 def follow_ups_on_procedure_changed(sender, procedure, **kwargs) -> None:
     procedure_follow_ups_sync(procedure=procedure)
+
+
+@receiver(post_save, sender=PatientMedication, dispatch_uid="inr_follow_up_on_medication")
+def inr_follow_up_on_medication(sender, instance: PatientMedication, raw: bool = False, **kwargs) -> None:
+    if raw:  # fixtures load rows as they are
+        return
+    inr_follow_up_for_medication(medication=instance)

@@ -73,10 +73,20 @@ class PatientFactory(factory.django.DjangoModelFactory):
 class EpisodeFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CvtEpisode
+        skip_postgeneration_save = True
 
     patient = factory.SubFactory(PatientFactory)
     diagnosed_on = factory.LazyFunction(lambda: timezone.localdate() - timedelta(days=10))
     sinuses = factory.LazyFunction(lambda: ["superior_sagittal"])
+
+    @factory.post_generation
+    def pregnant(self, create: bool, extracted, **kwargs) -> None:
+        """``pregnant=True`` records the pregnancy as its code (rules revision 2: one fact): ``puerperium`` when
+        the delivery was on or before the diagnosis, else ``pregnancy``."""
+        if create and extracted:
+            after_delivery = self.delivered_on is not None and self.delivered_on <= self.diagnosed_on
+            code = "puerperium" if after_delivery else "pregnancy"
+            EpisodeRiskFactor.objects.get_or_create(episode=self, code=code, defaults={"noted_on": self.diagnosed_on})
 
 
 class RiskFactorFactory(factory.django.DjangoModelFactory):

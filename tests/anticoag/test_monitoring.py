@@ -115,7 +115,8 @@ def test_row_critical_inr_or_bleeding_retests_next_day(pairs, kwargs):
     advice = advise(pairs, **kwargs)
     assert_next_test(advice, pairs, 1, 1)
     assert advice.next_test_rule.code == "inr_critical_or_bleeding"
-    assert advice.next_test_rule.source == "CHEST2012 (2C)"
+    # Rev 2 corrected the citation: "> 9" is CHEST2008's; CHEST2012 (2C) is oral vitamin K above 10.
+    assert advice.next_test_rule.source == "CHEST2008 (> 9); CHEST2012 (> 10 without bleeding: oral vitamin K, 2C)"
     assert alert_codes(advice) == ["inr_critical"]
     assert advice.alerts[0].severity == "urgent"
     assert advice.hold_until in {"inr_in_range", "clinician_review"}
@@ -458,7 +459,8 @@ def test_critical_inr_alert(inr, bleeding, code, verified):
         assert alert["code"] == code
         assert alert["severity"] == "urgent"
         assert alert["verified"] is verified
-        assert alert["source"].startswith("CHEST2012")
+        # inr_critical: CHEST2008 (> 9) since rev 2; inr_high: CHEST2012 and VA practice
+        assert alert["source"].startswith("CHEST2008" if code == "inr_critical" else "CHEST2012")
         assert alert["message"]
 
 
@@ -474,7 +476,8 @@ def test_critical_inr_alert(inr, bleeding, code, verified):
         (60, 50, 12),
         (59.5, 50, 6),
         (59, 50, 6),
-        (30, 50, 6),
+        (30.1, 50, 6),
+        (30, 50, 3),  # rev 2: "every 3 months if CrCl ≤ 30" (≤ 30 everywhere, as in §3)
         (29.9, 50, 3),
         (29, 50, 3),
         (90, 74, 12),

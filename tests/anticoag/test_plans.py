@@ -70,7 +70,7 @@ def test_an_override_needs_a_reason_and_is_recorded():
     clinic = ClinicFactory()
     doctor = clinician(clinic)
     episode = EpisodeFactory(patient__clinic=clinic)
-    RiskFactorFactory(episode=episode, code="infection")  # transient: 3–6 months
+    RiskFactorFactory(episode=episode, code="dehydration")  # transient: 3–6 months
     plan = Plan.objects.get(episode=episode)
     with pytest.raises(ValidationError) as caught:
         plan_confirm(plan=plan, user=doctor, agent="warfarin", indefinite=False, duration_months=12)
@@ -92,7 +92,7 @@ def test_changed_facts_after_confirmation_need_review_and_keep_the_decision():
     clinic = ClinicFactory()
     doctor = clinician(clinic)
     episode = EpisodeFactory(patient__clinic=clinic)
-    RiskFactorFactory(episode=episode, code="infection")
+    RiskFactorFactory(episode=episode, code="dehydration")
     decision = plan_confirm(plan=Plan.objects.get(episode=episode), user=doctor, agent="warfarin")
     # when a thrombophilia result arrives
     RiskFactorFactory(episode=episode, code="protein_c_deficiency", noted_on=timezone.localdate())

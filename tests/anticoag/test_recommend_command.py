@@ -46,7 +46,7 @@ def test_recommend_reads_a_file_and_prints_sorted_indented_json(tmp_path: Path) 
     assert text.startswith('{\n  "acute_phase": {')
     assert result["category"] == "transient"
     assert result["creatinine_clearance_ml_min"] == 77.8
-    assert [o["agent"] for o in result["oral_options"]] == ["warfarin", "dabigatran"]
+    assert [o["agent"] for o in result["oral_options"]] == ["warfarin", "dabigatran", "rivaroxaban", "apixaban"]
     assert [w["code"] for w in result["warnings"]] == ["subdural_caution", "intracranial_hypotension", "deterioration"]
     assert result["follow_ups"][0] == {
         "kind": "venous_imaging",

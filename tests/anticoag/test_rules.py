@@ -40,6 +40,9 @@ KIDNEYS_OK: dict[str, Any] = {"age": 60, "sex": "male", "weight_kg": 70.0, "seru
 
 def facts(**kwargs: Any) -> EpisodeFacts:
     kwargs.setdefault("diagnosed_on", DIAGNOSED)
+    # Reference §0 (rev 2): the rules are for adults; an unknown age is out of scope. Tests that are not about
+    # age describe an adult unless they say otherwise (age=None or a child, explicitly).
+    kwargs.setdefault("age", 45)
     return EpisodeFacts(**kwargs)
 
 
@@ -114,6 +117,8 @@ REFERENCE_VOCABULARY = {
     "protein_s_deficiency": "severe_thrombophilia",
     "antithrombin_deficiency": "severe_thrombophilia",
     "antiphospholipid_syndrome": "severe_thrombophilia",
+    "vitt": "transient",  # rev 2
+    "heparin_induced_thrombocytopenia": "transient",  # rev 2
 }
 
 
@@ -290,11 +295,13 @@ def test_transient_row_shows_the_efns2010_three_months_disagreement() -> None:
     assert "efns2010_three_months" not in codes(advise()["duration"]["notes"])
 
 
-def test_pregnancy_without_delivery_date_counts_six_months_and_says_six_weeks_after_delivery() -> None:
-    # Given a CVT in pregnancy, delivery not yet recorded
-    result = advise(risk_factors={"pregnancy"}, pregnant=True, sex="female")
-    # Then the earliest end counts 6 months from diagnosis and a note adds the 6-weeks-after-delivery rule
-    assert result["duration"]["earliest_end_on"] == "2025-09-10"
+def test_pregnancy_without_delivery_date_says_six_weeks_after_delivery_date_pending() -> None:
+    # Given a CVT in pregnancy, delivery not yet recorded (rev 2: never an end date that could fall before it)
+    result = advise(risk_factors={"pregnancy"}, sex="female")
+    # Then there is no earliest end date, only "6 weeks after delivery (date pending)", and a note says why
+    assert result["duration"]["earliest_end_on"] is None
+    assert result["duration"]["earliest_end_text"] == "6 weeks after delivery (date pending)"
+    assert result["duration"]["min_months"] == 6
     note = by_code(result["duration"]["notes"], "six_weeks_after_delivery")
     assert "6 weeks after delivery" in note["message"]
     # And once delivery is known the note is gone
@@ -324,21 +331,21 @@ def kidneys(*, age: int, weight: float, creatinine: float = 1.0, sex: str = "mal
 #   age 30, 70 kg, 1.0, female: 110 x 70 / 72 x 0.85 = 90.90 → 90.9   age 68, 28 kg, female: 28 x 0.85 = 23.8
 SECTION_3_CASES = [
     # id, given, acute agent, oral agents, doac eligible, dabigatran dose, CrCl
-    pytest.param(KIDNEYS_OK, "lmwh", ["warfarin", "dabigatran"], True, 150, 77.8, id="default-lmwh-warfarin-dabigatran"),
-    pytest.param(kidneys(age=60, weight=70, sex="female"), "lmwh", ["warfarin", "dabigatran"], True, 150, 66.1, id="female-x0.85"),
+    pytest.param(KIDNEYS_OK, "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 77.8, id="default-lmwh-warfarin-dabigatran"),
+    pytest.param(kidneys(age=60, weight=70, sex="female"), "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 66.1, id="female-x0.85"),
     pytest.param(kidneys(age=68, weight=29), "ufh", ["warfarin"], False, None, 29.0, id="crcl-29-ufh-no-doac"),
     pytest.param(kidneys(age=68, weight=30), "lmwh", ["warfarin"], False, None, 30.0, id="crcl-30-lmwh-no-doac"),
-    pytest.param(kidneys(age=68, weight=31), "lmwh", ["warfarin", "dabigatran"], True, 150, 31.0, id="crcl-31-eligible"),
-    pytest.param(kidneys(age=80, weight=70), "lmwh", ["warfarin", "dabigatran"], True, 110, 58.3, id="age-80-110mg"),
-    pytest.param(kidneys(age=79, weight=70), "lmwh", ["warfarin", "dabigatran"], True, 150, 59.3, id="age-79-150mg"),
+    pytest.param(kidneys(age=68, weight=31), "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 31.0, id="crcl-31-eligible"),
+    pytest.param(kidneys(age=80, weight=70), "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 110, 58.3, id="age-80-110mg"),
+    pytest.param(kidneys(age=79, weight=70), "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 59.3, id="age-79-150mg"),
     pytest.param({"risk_factors": {"antiphospholipid_syndrome"}, **KIDNEYS_OK}, "lmwh", ["warfarin"], False, None, 77.8, id="aps-vka-only"),
     pytest.param({"pregnant": True, "risk_factors": {"pregnancy"}, **kidneys(age=30, weight=70, sex="female")}, "lmwh", [], False, None, 90.9, id="pregnant-lmwh-only"),
     pytest.param({"pregnant": True, **kidneys(age=68, weight=28, sex="female")}, "ufh", [], False, None, 23.8, id="pregnant-renal-ufh"),
-    pytest.param({"breastfeeding": True, **kidneys(age=30, weight=70, sex="female")}, "lmwh", ["warfarin"], False, None, 90.9, id="breastfeeding-no-doac"),
-    pytest.param({"age": 60, "sex": "male", "serum_creatinine_mg_dl": 1.0}, "lmwh", ["warfarin", "dabigatran"], None, 150, None, id="crcl-unknown"),
+    pytest.param({"breastfeeding": True, "risk_factors": {"puerperium"}, **kidneys(age=30, weight=70, sex="female")}, "lmwh", ["warfarin"], False, None, 90.9, id="breastfeeding-no-doac"),
+    pytest.param({"age": 60, "sex": "male", "serum_creatinine_mg_dl": 1.0}, "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], None, 150, None, id="crcl-unknown"),
     pytest.param({"risk_factors": {"antiphospholipid_syndrome"}}, "lmwh", ["warfarin"], False, None, None, id="crcl-unknown-but-aps"),
-    pytest.param({"hemorrhage": True, **KIDNEYS_OK}, "lmwh", ["warfarin", "dabigatran"], True, 150, 77.8, id="hemorrhage-still-anticoagulate"),
-    pytest.param({"risk_factors": {"active_cancer"}, **KIDNEYS_OK}, "lmwh", ["warfarin", "dabigatran"], True, 150, 77.8, id="active-cancer-doac-allowed"),
+    pytest.param({"hemorrhage": True, **KIDNEYS_OK}, "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 77.8, id="hemorrhage-still-anticoagulate"),
+    pytest.param({"risk_factors": {"active_cancer"}, **KIDNEYS_OK}, "lmwh", ["warfarin", "dabigatran", "rivaroxaban", "apixaban"], True, 150, 77.8, id="active-cancer-doac-allowed"),
 ]  # fmt: skip
 
 
@@ -411,11 +418,11 @@ def test_acute_phase_sources() -> None:
 DOAC_REASON_CASES = [
     pytest.param({"risk_factors": {"antiphospholipid_syndrome"}, **KIDNEYS_OK}, ["aps_vka_only"], id="aps"),
     pytest.param({"pregnant": True, **KIDNEYS_OK}, ["pregnancy_lmwh_only"], id="pregnant"),
-    pytest.param({"breastfeeding": True, **KIDNEYS_OK}, ["breastfeeding_no_doac"], id="breastfeeding"),
+    pytest.param({"breastfeeding": True, "risk_factors": {"puerperium"}, **KIDNEYS_OK}, ["breastfeeding_no_doac"], id="breastfeeding"),
     pytest.param(kidneys(age=68, weight=30), ["renal_doac_contraindicated"], id="crcl-30"),
-    pytest.param({"pregnant": True, "breastfeeding": True, **kidneys(age=68, weight=30)},
+    pytest.param({"pregnant": True, "breastfeeding": True, **kidneys(age=68, weight=30, sex="female")},
                  ["pregnancy_lmwh_only", "breastfeeding_no_doac", "renal_doac_contraindicated"], id="several"),
-    pytest.param({"breastfeeding": True}, ["breastfeeding_no_doac", "crcl_unknown"], id="excluded-and-unknown"),
+    pytest.param({"breastfeeding": True, "risk_factors": {"puerperium"}}, ["breastfeeding_no_doac", "crcl_unknown"], id="excluded-and-unknown"),
     pytest.param(KIDNEYS_OK, [], id="none"),
 ]  # fmt: skip
 
@@ -430,7 +437,6 @@ def test_each_doac_exclusion_is_a_sourced_reason(given: dict[str, Any], reason_c
 @pytest.mark.parametrize(
     ("missing", "given"),
     [
-        ("age", {"sex": "male", "weight_kg": 70.0, "serum_creatinine_mg_dl": 1.0}),
         ("weight_kg", {"age": 60, "sex": "male", "serum_creatinine_mg_dl": 1.0}),
         ("sex", {"age": 60, "weight_kg": 70.0, "serum_creatinine_mg_dl": 1.0}),
         ("serum creatinine", {"age": 60, "sex": "male", "weight_kg": 70.0}),
@@ -442,7 +448,7 @@ def test_unknown_crcl_makes_eligibility_unknown_and_names_the_missing_input(miss
     assert result["doac_eligible"]["eligible"] is None
     reason = by_code(result["doac_eligible"]["reasons"], "crcl_unknown")
     assert f"missing: {missing}" in reason["message"]
-    assert result["oral_options"][1]["eligible"] is None
+    assert [option["eligible"] for option in result["oral_options"][1:]] == [None, None, None]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -453,12 +459,26 @@ SECTION_5_ROWS = [
     # code, severity, trigger, source substring, every warning expected for that trigger
     pytest.param("hemorrhage_not_contraindication", "info", {"hemorrhage": True}, "AHA2011 (IIa); EFNS2010; SEED000", None),
     pytest.param("subdural_caution", "caution", {"subdural_hematoma": True}, "SEED000", None),
-    pytest.param("microbleeds_caution", "caution", {"microbleeds": 1}, "SEED001", None),
-    pytest.param("anti_amyloid_therapy", "caution", {"anti_amyloid_therapy": True}, "SEED001", None),
-    pytest.param("aps_vka_only", "restriction", {"risk_factors": {"antiphospholipid_syndrome"}}, "ACTION-CVT", None),
+    pytest.param("microbleeds_caution", "caution", {"microbleeds": 1}, "Liang 2018 meta-analysis", None),
+    pytest.param("anti_amyloid_therapy", "urgent", {"anti_amyloid_therapy": True}, "AUR2023", None),
+    pytest.param("aps_vka_only", "restriction", {"risk_factors": {"antiphospholipid_syndrome"}}, "EULAR 2019", None),
     pytest.param("pregnancy_lmwh_only", "restriction", {"pregnant": True}, "CSBP2024 §4.1", None),
-    pytest.param("breastfeeding_no_doac", "restriction", {"breastfeeding": True}, "CSBP2024 §4.1", None),
+    pytest.param("breastfeeding_no_doac", "restriction", {"breastfeeding": True, "risk_factors": {"puerperium"}},
+                 "CSBP2024 §4.1", None),
     pytest.param("renal_doac_contraindicated", "restriction", kidneys(age=68, weight=30), "EHRA", None),
+    # rev 2 rows
+    pytest.param("pediatric_out_of_scope", "urgent", {"age": 17}, "SCOPE", None),
+    pytest.param("pediatric_out_of_scope", "urgent", {"age": None}, "SCOPE", None, id="pediatric-age-unknown"),
+    pytest.param("heparin_contraindicated", "urgent", {"risk_factors": {"vitt"}}, "VITT2021", None),
+    pytest.param("heparin_contraindicated", "urgent", {"risk_factors": {"heparin_induced_thrombocytopenia"}},
+                 "VITT2021", None, id="heparin-hit"),
+    pytest.param("doac_interaction", "caution", {"medications": {"carbamazepine"}}, "EHRA",
+                 ["doac_interaction", "warfarin_interaction"]),
+    pytest.param("doac_interaction", "caution", {"medications": {"aspirin"}, **KIDNEYS_OK}, "EHRA",
+                 ["doac_interaction", "warfarin_interaction"], id="doac-interaction-bleeding"),
+    pytest.param("warfarin_interaction", "caution", {"medications": {"metronidazole"}}, "US label (warfarin)", None),
+    pytest.param("doac_caution", "caution", {"weight_kg": 121.0, "age": 60, "sex": "male",
+                                             "serum_creatinine_mg_dl": 1.0}, "RESPECT-CVT", None),
     pytest.param("estrogen_avoid", "info", {"risk_factors": {"oral_contraceptive"}}, "ESO2017", None),
     pytest.param("estrogen_avoid", "info", {"risk_factors": {"hormone_therapy"}}, "ESO2017", None, id="estrogen_avoid-hormone"),
     pytest.param("intracranial_hypotension", "caution", {"risk_factors": {"intracranial_hypotension"}}, "SEED002", None),
@@ -504,7 +524,16 @@ def test_section_5_walk_covers_every_warning_code() -> None:
         "cancer_extrapolated",
         "thrombophilia_test_on_anticoag",
     ]
-    # The reference's 13 codes in its order, then our one addition (active cancer with a DOAC).
+    rev_2_codes = [
+        "pediatric_out_of_scope",
+        "heparin_contraindicated",
+        "doac_interaction",
+        "warfarin_interaction",
+        "doac_caution",
+    ]
+    # The reference's codes in its order (the rev-2 rows sit after renal_doac_contraindicated), then our one
+    # addition (active cancer with a DOAC).
+    reference_codes[8:8] = rev_2_codes
     assert list(WARNING_CODES) == [*reference_codes, "doac_active_cancer"]
     assert walked == set(WARNING_CODES)
 
@@ -568,7 +597,7 @@ def test_finite_course_follow_ups() -> None:
     assert (review["due_on"], review["window_end_on"], review["source"]) == ("2025-05-27", "2025-06-10", "CLINIC")
     testing = follow_up(result, "thrombophilia_testing")
     assert (testing["due_on"], testing["window_end_on"]) == ("2025-06-24", "2025-07-08")
-    assert testing["source"] == "AHA2011 (IIa-B)"
+    assert testing["source"] == "AHA2011 (IIa-B), to consider; ESO2017 suggests against routine screening"
 
 
 def test_indefinite_course_gets_a_yearly_review_and_no_end_of_therapy_items() -> None:
@@ -710,6 +739,8 @@ def test_sources_list_is_every_cited_name_with_its_citation() -> None:
         *result["doac_eligible"]["reasons"],
         *result["warnings"],
         *result["follow_ups"],
+        *result["rationale"],
+        result["acute_phase"]["dose_suggestion"],
     ]
     cited = {name for item in items for name in rules.source_names(item["source"])}
     assert [s["name"] for s in result["sources"]] == sorted(cited)
@@ -738,6 +769,9 @@ def test_output_is_json_with_iso_dates() -> None:
         "warnings",
         "follow_ups",
         "sources",
+        "rationale",  # rev 2
+        "scope",  # rev 2
+        "doac_formulary",  # rev 2
     }
 
 
@@ -813,18 +847,20 @@ def test_valid_input_full() -> None:
             "sex": None,
             "weight_kg": 70,
             "serum_creatinine_mg_dl": 1.1,
-            "risk_factors": ["infection", "fvl_heterozygous"],
+            "risk_factors": ["infection", "fvl_heterozygous", "puerperium"],
             "prior_cvt": False,
             "hemorrhage": True,
             "microbleeds": 3,
-            "delivered_on": "2025-01-02",
+            "delivered_on": "2025-02-02",
             "thrombophilia_tested_on_anticoagulant": True,
+            "medications": ["levetiracetam", "co-trimoxazole"],
         }
     )
+    assert parsed.medications == frozenset({"levetiracetam", "co_trimoxazole"})
     assert parsed.age == 60 and isinstance(parsed.age, int)
     assert parsed.sex is None
-    assert parsed.delivered_on == date(2025, 1, 2)
-    assert parsed.risk_factors == frozenset({"infection", "fvl_heterozygous"})
+    assert parsed.delivered_on == date(2025, 2, 2)
+    assert parsed.risk_factors == frozenset({"infection", "fvl_heterozygous", "puerperium"})
     assert (parsed.hemorrhage, parsed.microbleeds, parsed.thrombophilia_tested_on_anticoagulant) == (True, 3, True)
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anticoag.medicines import MEDICINES
 from anticoag.rules import (
     CATEGORIES,
     FOLLOW_UP_KINDS,
@@ -31,33 +32,52 @@ CODES = sorted(RISK_FACTORS)
 DATES = st.dates(min_value=date(1, 1, 1), max_value=date(9998, 12, 31))
 
 
+MEDICINE_CODES = sorted(MEDICINES)
+
+
 @st.composite
 def episode_facts(draw: st.DrawFn, risk_factors: st.SearchStrategy[frozenset[str]] | None = None) -> EpisodeFacts:
-    """Any valid EpisodeFacts (inside the documented input limits)."""
+    """Any valid EpisodeFacts (inside the documented input limits, and without the contradictions the rules
+    refuse: delivery dates and breastfeeding only with a pregnancy code, as reference §3 rev 2 requires)."""
     diagnosed_on = draw(DATES)
-    # A delivery near the diagnosis (when it matters) more often than a random date would give.
+    codes = draw(risk_factors if risk_factors is not None else st.frozensets(st.sampled_from(CODES)))
+    pregnant = draw(st.booleans())
+    all_codes = codes | ({"pregnancy"} if pregnant else set())
     low, high = date(1, 1, 1).toordinal(), date(9998, 12, 31).toordinal()
-    near = st.integers(min_value=-300, max_value=300).map(lambda days: diagnosed_on.toordinal() + days)
-    near_dates = near.filter(lambda ordinal: low <= ordinal <= high).map(date.fromordinal)
-    delivered_on = draw(st.none() | near_dates | DATES)
+    delivered_on = expected = None
+    breastfeeding = False
+    if "pregnancy" in all_codes:
+        # A delivery near the diagnosis (when it matters) more often than a random date would give.
+        near = st.integers(min_value=-300, max_value=300).map(lambda days: diagnosed_on.toordinal() + days)
+        near_dates = near.filter(lambda ordinal: low <= ordinal <= high).map(date.fromordinal)
+        delivered_on = draw(st.none() | near_dates | DATES)
+        expected = draw(st.none() | near_dates)
+        breastfeeding = draw(st.booleans())
+    elif "puerperium" in all_codes:
+        # §1: a CVT within 6 weeks after delivery.
+        after = st.integers(min_value=0, max_value=42).map(lambda days: diagnosed_on.toordinal() - days)
+        delivered_on = draw(st.none() | after.filter(lambda ordinal: ordinal >= low).map(date.fromordinal))
+        breastfeeding = draw(st.booleans())
     return EpisodeFacts(
         diagnosed_on=diagnosed_on,
         age=draw(st.none() | st.integers(min_value=0, max_value=130)),
         sex=draw(st.none() | st.sampled_from(["male", "female"])),
         weight_kg=draw(st.none() | st.floats(min_value=0.1, max_value=1000)),
         serum_creatinine_mg_dl=draw(st.none() | st.floats(min_value=0.01, max_value=100)),
-        risk_factors=draw(risk_factors if risk_factors is not None else st.frozensets(st.sampled_from(CODES))),
+        risk_factors=codes,
         prior_cvt=draw(st.booleans()),
         prior_vte=draw(st.booleans()),
         hemorrhage=draw(st.booleans()),
         subdural_hematoma=draw(st.booleans()),
         microbleeds=draw(st.integers(min_value=0, max_value=500)),
         anti_amyloid_therapy=draw(st.booleans()),
-        pregnant=draw(st.booleans()),
+        pregnant=pregnant,
         delivered_on=delivered_on,
-        breastfeeding=draw(st.booleans()),
+        expected_delivery_on=expected,
+        breastfeeding=breastfeeding,
         deterioration=draw(st.booleans()),
         thrombophilia_tested_on_anticoagulant=draw(st.booleans()),
+        medications=draw(st.frozensets(st.sampled_from(MEDICINE_CODES), max_size=3)),
     )
 
 
@@ -72,6 +92,9 @@ OUTPUT_KEYS = {
     "warnings",
     "follow_ups",
     "sources",
+    "rationale",
+    "scope",
+    "doac_formulary",
 }
 DURATION_KEYS = {
     "min_months",
@@ -82,6 +105,8 @@ DURATION_KEYS = {
     "review_every_months",
     "source",
     "notes",
+    "earliest_end_text",
+    "adult_rule",
 }
 
 
@@ -95,7 +120,14 @@ def test_recommend_is_total_on_valid_facts(facts: EpisodeFacts) -> None:
     assert set(result) == OUTPUT_KEYS
     assert set(result["duration"]) == DURATION_KEYS
     assert result["category"] in CATEGORIES
-    assert result["acute_phase"]["agent"] in {"lmwh", "ufh"}
+    assert result["acute_phase"]["agent"] in {"lmwh", "ufh", "argatroban"}
+    # And heparin is never proposed with VITT or HIT (reference §3 rev 2)
+    if facts.risk_factors & {"vitt", "heparin_induced_thrombocytopenia"}:
+        assert result["acute_phase"]["agent"] == "argatroban"
+    # And a pregnant patient's course never shows an end date that could fall before the delivery
+    if facts.pregnant and result["duration"]["earliest_end_on"] is not None and not result["duration"]["indefinite"]:
+        assert facts.expected_delivery_on is not None
+        assert date.fromisoformat(result["duration"]["earliest_end_on"]) > facts.expected_delivery_on
     # And every item is from the stable vocabularies and carries a source
     assert {w["code"] for w in result["warnings"]} <= set(WARNING_CODES)
     assert {w["severity"] for w in result["warnings"]} <= set(SEVERITIES)
@@ -115,21 +147,41 @@ def test_recommend_is_total_on_valid_facts(facts: EpisodeFacts) -> None:
     for follow_up in result["follow_ups"]:
         assert follow_up["due_on"] is not None
         date.fromisoformat(follow_up["due_on"])
-    # And the agent rules hold: no oral option in pregnancy; dabigatran only when not excluded
-    assert (result["oral_options"] == []) is facts.pregnant
-    offered = [o for o in result["oral_options"] if o["agent"] == "dabigatran"]
-    assert bool(offered) is (not facts.pregnant and result["doac_eligible"]["eligible"] is not False)
+    # And the agent rules hold: no oral option in pregnancy or for a patient under 18 (or of unknown age);
+    # each DOAC only when not excluded
+    adult = facts.age is not None and facts.age >= 18
+    assert (result["oral_options"] == []) is (facts.pregnant or not adult)
+    for agent in ("dabigatran", "rivaroxaban", "apixaban"):
+        offered = [o for o in result["oral_options"] if o["agent"] == agent]
+        assert bool(offered) is (adult and not facts.pregnant and result["doac_eligible"]["eligible"] is not False)
+    if not adult:
+        assert result["creatinine_clearance_ml_min"] is None
+        assert "pediatric_out_of_scope" in {w["code"] for w in result["warnings"]}
     # And anticoagulation is always proposed: a bleed never removes the acute phase
     assert result["acute_phase"]["message"]
 
 
 def at_least_as_long(longer: dict[str, Any], shorter: dict[str, Any]) -> bool:
-    """Minimum durations compared: indefinite beats any finite course; finite courses by earliest end."""
+    """Minimum durations compared: indefinite beats any finite course; a course that ends "6 weeks after delivery
+    (date pending)" (at least 6 months, and after a delivery still to come) beats any dated finite course;
+    dated finite courses by earliest end."""
     if longer["indefinite"]:
         return True
     if shorter["indefinite"]:
         return False
+    if longer["earliest_end_on"] is None:
+        return True
+    if shorter["earliest_end_on"] is None:
+        return False
     return date.fromisoformat(longer["earliest_end_on"]) >= date.fromisoformat(shorter["earliest_end_on"])
+
+
+def facts_or_none(**kwargs: Any) -> EpisodeFacts | None:
+    """The facts, or None when the rules refuse them as contradictory (e.g. puerperium after the diagnosis)."""
+    try:
+        return EpisodeFacts(**kwargs)
+    except FactsError:
+        return None
 
 
 # Small sets, so that the interesting moves (transient → mild, mild → pregnancy, ...) come up often.
@@ -143,8 +195,12 @@ def test_adding_a_risk_factor_never_shortens_the_minimum_duration(facts: Episode
     # prior episode (with one every course is indefinite: see the next test)
     facts = replace(facts, prior_cvt=False, prior_vte=False)
     before = recommend(facts).as_dict()["duration"]
-    # When one more risk factor is recorded
-    after = recommend(replace(facts, risk_factors=facts.risk_factors | {extra})).as_dict()["duration"]
+    # When one more risk factor is recorded (unless that contradicts the recorded delivery)
+    try:
+        more = replace(facts, risk_factors=facts.risk_factors | {extra})
+    except FactsError:
+        return
+    after = recommend(more).as_dict()["duration"]
     # Then the minimum duration is at least as long as before
     assert at_least_as_long(after, before), (sorted(facts.risk_factors), extra, before, after)
 
@@ -161,12 +217,22 @@ def test_a_prior_episode_never_shortens_the_minimum_duration(facts: EpisodeFacts
 def test_adding_a_risk_factor_never_shortens_the_minimum_duration_exhaustively(delivered_on: date | None) -> None:
     # Every non-empty set of up to two codes, plus every code: the vocabulary is small enough to walk it all.
     starts = [frozenset(pair) for size in (1, 2) for pair in combinations(CODES, size)]
+    walked = 0
     for start in starts:
-        facts = EpisodeFacts(diagnosed_on=date(2025, 3, 10), risk_factors=start, delivered_on=delivered_on)
+        facts = facts_or_none(age=40, diagnosed_on=date(2025, 3, 10), risk_factors=start, delivered_on=delivered_on)
+        if facts is None:  # a delivery date needs a pregnancy code (reference §3 rev 2)
+            continue
         before = recommend(facts).as_dict()["duration"]
         for extra in CODES:
-            after = recommend(replace(facts, risk_factors=start | {extra})).as_dict()["duration"]
+            more = facts_or_none(
+                age=40, diagnosed_on=date(2025, 3, 10), risk_factors=start | {extra}, delivered_on=delivered_on
+            )
+            if more is None:
+                continue
+            after = recommend(more).as_dict()["duration"]
             assert at_least_as_long(after, before), (sorted(start), extra, before, after)
+            walked += 1
+    assert walked > 500  # the walk is not emptied by the refusals
 
 
 def test_the_one_exception_no_risk_factor_to_transient_shortens_the_minimum() -> None:

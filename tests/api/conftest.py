@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from anticoag.models import InrReading
 from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.choices import Role
+from patients.models import PatientMedication
 from reporting.ical import calendar_feed_create
 from scheduling.models import FollowUp, Reminder, ReminderKind
 from tests.factories import ClinicFactory, EpisodeFactory, PatientFactory, UserFactory
@@ -61,7 +62,11 @@ def make_clinic(tag: str) -> SimpleNamespace:
         note=f"secret note {tag}",
     )  # fmt: skip
     feed, feed_token = calendar_feed_create(user=nurse, label="phone")
+    medication = PatientMedication.objects.create(
+        patient=patient, code="levetiracetam", started_on=episode.diagnosed_on
+    )
     return SimpleNamespace(
+        medication=medication,
         clinic=clinic,
         clinician=clinician,
         nurse=nurse,

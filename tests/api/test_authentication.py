@@ -18,6 +18,8 @@ PROTECTED = [
     ("GET", "/api/v1/patients/{id}/fhir/"),
     ("GET", "/api/v1/episodes/"),
     ("GET", "/api/v1/episodes/{id}/"),
+    ("GET", "/api/v1/medications/"),
+    ("GET", "/api/v1/medications/{id}/"),
     ("GET", "/api/v1/plans/"),
     ("GET", "/api/v1/plans/{id}/"),
     ("POST", "/api/v1/plans/{id}/confirm/"),

@@ -89,6 +89,7 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_server_error
     known = {
         "/api/v1/patients/": a.patient.pk,
         "/api/v1/episodes/": a.episode.pk,
+        "/api/v1/medications/": a.medication.pk,
         "/api/v1/plans/": a.plan.pk,
         "/api/v1/inr-readings/": a.readings[0].pk,
         "/api/v1/follow-ups/": a.follow_up.pk,

@@ -47,18 +47,29 @@ def test_every_clinical_date_refuses_the_future(model_field, build):
 
 
 def test_delivery_date_without_pregnancy_is_refused():
-    episode = EpisodeFactory.build(
-        patient=PatientFactory(), pregnant=False, delivered_on=timezone.localdate() - timedelta(days=20)
-    )
+    # Given an episode with a delivery date and no pregnancy or puerperium code (rules revision 2: one fact)
+    episode = EpisodeFactory.build(patient=PatientFactory(), delivered_on=timezone.localdate() - timedelta(days=20))
+    # Then it is refused, naming the field
     errors = errors_of(episode)
     assert "delivered_on" in errors
-    assert "needs a pregnancy" in errors["delivered_on"][0]
+    assert "needs the pregnancy or puerperium risk factor code" in errors["delivered_on"][0]
 
 
-def test_delivery_date_without_pregnancy_is_refused_by_the_database_too():
-    episode = EpisodeFactory()
-    with pytest.raises(IntegrityError), transaction.atomic():
-        CvtEpisode.objects.filter(pk=episode.pk).update(delivered_on=episode.diagnosed_on, pregnant=False)
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("breastfeeding", True), ("expected_delivery_on", timezone.localdate() + timedelta(days=90))],
+)
+def test_breastfeeding_or_expected_delivery_without_pregnancy_code_is_refused(field, value):
+    episode = EpisodeFactory.build(patient=PatientFactory(), **{field: value})
+    errors = errors_of(episode)
+    assert "needs the pregnancy or puerperium risk factor code" in errors[field][0]
+
+
+def test_delivery_date_with_the_pregnancy_code_is_accepted():
+    episode = EpisodeFactory(patient=PatientFactory(sex="female"))
+    EpisodeRiskFactor.objects.create(episode=episode, code="pregnancy", noted_on=episode.diagnosed_on)
+    episode.delivered_on = episode.diagnosed_on
+    episode.full_clean()  # no error
 
 
 def test_negative_weight_is_refused():

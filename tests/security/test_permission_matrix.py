@@ -37,6 +37,7 @@ INLINE_ONLY = {
     "patients.deteriorationevent",
     "anticoag.plandecision",
     "anticoag.proceduredecision",
+    "patients.patientmedication",
 }
 #: Where the admin is narrower than the matrix, on purpose (never wider): model → actions no role gets there.
 ADMIN_NEVER = {
@@ -219,6 +220,7 @@ def test_admin_delete_follows_the_matrix(clinic, role: str) -> None:
 API_COLLECTIONS = {
     "/api/v1/patients/": "patients.patient",
     "/api/v1/episodes/": "patients.cvtepisode",
+    "/api/v1/medications/": "patients.patientmedication",
     "/api/v1/plans/": "anticoag.plan",
     "/api/v1/inr-readings/": "anticoag.inrreading",
     "/api/v1/follow-ups/": "scheduling.followup",
@@ -234,6 +236,7 @@ def detail_id(clinic, label: str) -> int:
     return {
         "patients.patient": clinic.patient.pk,
         "patients.cvtepisode": clinic.episode.pk,
+        "patients.patientmedication": clinic.medication.pk,
         "anticoag.plan": clinic.plan.pk,
         "anticoag.inrreading": clinic.readings[0].pk,
         "scheduling.followup": clinic.follow_up.pk,

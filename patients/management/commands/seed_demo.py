@@ -71,17 +71,17 @@ CASES: list[DemoCase] = [
     DemoCase("cancer", Sex.MALE, 72, 8, ("active_cancer",), creatinine_mg_dl="2.4"),
     DemoCase("cancer", Sex.FEMALE, 64, 1, ("active_cancer", "infection")),
     # pregnancy (4)
-    DemoCase("pregnancy", Sex.FEMALE, 31, 1, ("pregnancy",), {"pregnant": True}),
+    DemoCase("pregnancy", Sex.FEMALE, 31, 1, ("pregnancy",)),
     DemoCase(
         "pregnancy",
         Sex.FEMALE,
         27,
         2,
         ("puerperium",),
-        {"pregnant": True, "delivered_weeks_before": 3, "breastfeeding": True},
+        {"delivered_weeks_before": 3, "breastfeeding": True},
     ),
-    DemoCase("pregnancy", Sex.FEMALE, 35, 4, ("puerperium",), {"pregnant": True, "delivered_weeks_before": 5}),
-    DemoCase("pregnancy", Sex.FEMALE, 33, 0, ("pregnancy", "dehydration"), {"pregnant": True}),
+    DemoCase("pregnancy", Sex.FEMALE, 35, 4, ("puerperium",), {"delivered_weeks_before": 5}),
+    DemoCase("pregnancy", Sex.FEMALE, 33, 0, ("pregnancy", "dehydration")),
     # mild thrombophilia (5)
     DemoCase("mild_thrombophilia", Sex.FEMALE, 36, 3, ("fvl_heterozygous",)),
     DemoCase("mild_thrombophilia", Sex.MALE, 44, 5, ("pt_g20210a_heterozygous",)),
@@ -133,7 +133,9 @@ class Command(BaseCommand):
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
             import_string("interfaces.demo.demo_lab_interface")(clinic=clinic)  # the lab interface (issue 17)
             import_string("clinic.inr_demo.inr_clinic_demo_seed")(clinic=clinic, staff=staff)  # the INR clinic's day
-        self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {len(CASES)} patients ({created} new)."))
+            created += import_string("anticoag.demo.seed_rules_revision_2_patients")(clinic=clinic, staff=staff)
+        total = Patient.objects.filter(clinic=clinic).count()
+        self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {total} patients ({created} new)."))
         if history:
             self.stdout.write(
                 f"History: {history['decisions']} plans confirmed, {history['readings']} INR readings, "
@@ -210,12 +212,12 @@ class Command(BaseCommand):
             subdural_hematoma=flags.get("subdural_hematoma", False),
             microbleeds=flags.get("microbleeds", 0),
             anti_amyloid_therapy=flags.get("anti_amyloid_therapy", False),
-            pregnant=flags.get("pregnant", False),
             delivered_on=delivered_on,
             breastfeeding=flags.get("breastfeeding", False),
             prior_cvt=flags.get("prior_cvt", False),
             prior_vte=flags.get("prior_vte", False),
         )
+        episode.pending_risk_codes = set(case.codes)  # pregnancy is a code (rules revision 2)
         episode.full_clean()
         episode.save()
         for code in case.codes:
