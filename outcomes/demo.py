@@ -22,7 +22,8 @@ def seed_outcomes_demo(*, clinic: Clinic) -> int:
     """Record the demo clinic's outcome data; returns how many records were created."""
     today = timezone.localdate()
     created = 0
-    episodes = CvtEpisode.objects.filter(patient__clinic=clinic, patient__mrn__startswith="DEMO-").order_by("pk")
+    # The 40 numbered demo cases only (DEMO-0001…): patients other seeders add later keep the second run a no-op.
+    episodes = CvtEpisode.objects.filter(patient__clinic=clinic, patient__mrn__regex=r"^DEMO-\d+$").order_by("pk")
     for number, episode in enumerate(episodes):
         for timepoint, months in (("3m", 3), ("6m", 6), ("12m", 12)):
             day = episode.diagnosed_on + relativedelta(months=months)

@@ -83,7 +83,8 @@ def test_the_change_page_shows_the_advice_with_sources_and_verify_marks(staff_cl
     assert response.status_code == 200
     next_on = timezone.localdate(latest.drawn_at, timezone=ZoneInfo(patient.clinic.time_zone)) + timedelta(days=7)
     assert "Next INR test" in page
-    assert "VA practice (Witt 2016) [verify]" in page  # 3.6–4.9: within 7 days, unverified row
+    # 3.6–4.9: within 7 days, unverified row; the short citation carries the full one on hover
+    assert ">VA practice</abbr> (Witt 2016) [verify]" in page
     assert "Weekly dose -10 %" in page
     assert "[verify]" in page
     assert f"{next_on.isoformat()}: INR &lt; 1.5, or 3.6-4.9" in page

@@ -383,6 +383,10 @@ def test_the_clinic_formulary_limits_the_proposed_doacs_and_a_change_recomputes_
         "time_zone": clinic.time_zone,
         "alert_email": clinic.alert_email,
         "digest_time": "07:00",
+        "tablet_strengths": clinic.tablet_strengths,
+        "tablet_colours": clinic.tablet_colours,
+        "dose_guardrail_percent": clinic.dose_guardrail_percent,
+        "dna_after_days": clinic.dna_after_days,
         "offers_rivaroxaban": "on",
     }
     response = admin_client.post(url, form, follow=True)

@@ -5,6 +5,7 @@ at a small and at a larger size."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -113,3 +114,14 @@ def grow(data: ClinicData, patients: int) -> ClinicData:
     for index in range(start, start + patients):
         add_patient(data, index)
     return data
+
+
+def log_in_at_home(page, live_server, username: str) -> None:
+    """Log in through the form and start at the admin home (a nurse lands on Today, issue 14)."""
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(re.compile(rf"{re.escape(live_server.url)}/(admin|clinic/today)/$"))
+    if page.url.endswith("/clinic/today/"):
+        page.goto(f"{live_server.url}/admin/")

@@ -20,7 +20,7 @@ from scheduling.models import FollowUp, FollowUpStatus, Reminder, ReminderKind, 
 from tests.factories import ClinicFactory, EpisodeFactory, PatientFactory, UserFactory
 from tests.scheduling.conftest import broker, celery_worker, smtp_server, wait_for  # noqa: F401  (real services)
 
-from .clinic_data import PASSWORD, confirm_warfarin
+from .clinic_data import confirm_warfarin, log_in_at_home
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -42,14 +42,6 @@ def world():
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()
 
 
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_server.url}/admin/")
-
-
 @pytest.mark.usefixtures("celery_worker")
 def test_outcome_review_major_bleed_alert_review_needed_and_quality_report(
     page, live_server, world, screenshot, browser, request
@@ -59,7 +51,7 @@ def test_outcome_review_major_bleed_alert_review_needed_and_quality_report(
     patient_url = f"{live_server.url}/admin/patients/patient/{claire.pk}/change/"
 
     # 1. The nurse records the 6-month review with mRS 2 on the patient page.
-    log_in(page, live_server, "nurse.ana")
+    log_in_at_home(page, live_server, "nurse.ana")
     page.goto(patient_url)
     section = page.locator("#outcomes")
     expect(section).to_be_visible()
@@ -82,7 +74,7 @@ def test_outcome_review_major_bleed_alert_review_needed_and_quality_report(
     # 2. The clinician records a major bleed (hemoglobin fall 2.0 g/dL) in the admin.
     clinician_context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-GB")
     doctor = clinician_context.new_page()
-    log_in(doctor, live_server, "dr.cole")
+    log_in_at_home(doctor, live_server, "dr.cole")
     doctor.goto(f"{live_server.url}/admin/patients/patient/{claire.pk}/change/#outcomes")
     doctor.get_by_role("link", name="Record an event").click()
     doctor.get_by_label("Kind").select_option("bleeding")

@@ -4,7 +4,6 @@ on its day in the nurse's work list; the letter's PDF shows the dated days. Scre
 
 from __future__ import annotations
 
-import re
 import subprocess
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -20,20 +19,10 @@ from patients.choices import Role
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus
 from tests.factories import ClinicFactory, EpisodeFactory, PatientFactory, UserFactory
 
-from .clinic_data import PASSWORD
+from .clinic_data import log_in_at_home
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(re.compile(rf"{re.escape(live_server.url)}/(admin|clinic/today)/$"))
-    if page.url.endswith("/clinic/today/"):  # a nurse lands on Today (issue 14); this scenario starts at home
-        page.goto(f"{live_server.url}/admin/")
 
 
 def test_a_clinician_plans_a_lumbar_puncture_for_a_rivaroxaban_patient(page, live_server, screenshot, tmp_path):
@@ -46,7 +35,7 @@ def test_a_clinician_plans_a_lumbar_puncture_for_a_rivaroxaban_patient(page, liv
     EpisodeFactory(patient=patient, diagnosed_on=today - relativedelta(months=2))
 
     # The clinician records the lumbar puncture from the patient page
-    log_in(page, live_server, "dr.cole")
+    log_in_at_home(page, live_server, "dr.cole")
     page.goto(f"{live_server.url}/admin/patients/patient/{patient.pk}/change/")
     expect(page.locator("#procedures")).to_contain_text("No procedure recorded.")
     page.locator("#procedures").get_by_role("link", name="Record a procedure").click()
@@ -107,7 +96,7 @@ def test_a_clinician_plans_a_lumbar_puncture_for_a_rivaroxaban_patient(page, liv
     # On the restart day the nurse's work list shows the reminder as due today
     page.context.clear_cookies()
     with time_machine.travel(datetime.combine(restart, time(8, 30), tzinfo=PARIS), tick=True):
-        log_in(page, live_server, "nurse.ana")
+        log_in_at_home(page, live_server, "nurse.ana")
         page.get_by_role("link", name="My work: my patients").click()
         row = page.get_by_role("row", name="Restart anticoagulation after a procedure")
         expect(row).to_contain_text("LY-2001")
