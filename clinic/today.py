@@ -47,7 +47,14 @@ def today_list(*, user, mine: bool, clinic_id: int | None = None) -> dict[str, A
     if clinic_id is not None:
         clinics = [clinic for clinic in clinics if clinic.pk == clinic_id]
     days = clinic_days(clinics)
-    result: dict[str, Any] = {"clinics": clinics, "days": days, "results": [], "tests": [], "mine": mine}
+    result: dict[str, Any] = {
+        "clinics": clinics,
+        "days": days,
+        "results": [],
+        "tests": [],
+        "procedure_steps": [],
+        "mine": mine,
+    }
     if not days:
         return result
     clinic_ids = [clinic.pk for clinic in clinics]
@@ -80,6 +87,28 @@ def today_list(*, user, mine: bool, clinic_id: int | None = None) -> dict[str, A
                 "url": reverse("admin:patients_patient_change", args=[item.patient_id]) + "#record-inr",
             }
         )
+
+    # --- Procedure steps due today and overdue (reference §8: the INR check before, the restart after) ---------
+    steps = (
+        FollowUp.objects.filter(
+            patients,
+            due_q("overdue", days) | due_q("today", days),
+            kind__in=[FollowUpKind.PROCEDURE_INR_CHECK, FollowUpKind.PROCEDURE_RESTART],
+            status=FollowUpStatus.SCHEDULED,
+        )
+        .select_related("patient__clinic")
+        .order_by("due_on", "pk")[:ROWS_LIMIT]
+    )
+    result["procedure_steps"] = [
+        {
+            "item": item,
+            "patient": item.patient,
+            "when": overdue_text(item.due_on, today_by_clinic[item.patient.clinic_id]),
+            "overdue": item.due_on < today_by_clinic[item.patient.clinic_id],
+            "url": reverse("admin:patients_patient_change", args=[item.patient_id]) + "#procedures",
+        }
+        for item in steps
+    ]
 
     # --- Results awaiting a dosing decision ---------------------------------------------------------------
     latest = InrReading.objects.filter(patient=OuterRef("patient")).order_by("-drawn_at", "-pk").values("pk")[:1]

@@ -93,10 +93,16 @@ def test_a_clinician_plans_a_lumbar_puncture_for_a_rivaroxaban_patient(page, liv
     subprocess.run(["pdftoppm", "-png", "-r", "70", "-singlefile", str(path),
                     str(screenshot.folder / "procedure-05-letter-pdf")], check=True)  # fmt: skip
 
-    # On the restart day the nurse's work list shows the reminder as due today
+    # On the restart day the nurse's Today and work list show the reminder as due today
     page.context.clear_cookies()
     with time_machine.travel(datetime.combine(restart, time(8, 30), tzinfo=PARIS), tick=True):
         log_in_at_home(page, live_server, "nurse.ana")
+        page.goto(f"{live_server.url}/clinic/today/")
+        step = page.locator("#procedure-steps").get_by_role("row", name="Restart anticoagulation after a procedure")
+        expect(step).to_contain_text("LY-2001")
+        expect(step).to_contain_text("due today")
+        screenshot(page, "procedure-06a-nurse-today-on-restart-day")
+        page.goto(f"{live_server.url}/admin/")
         page.get_by_role("link", name="My work: my patients").click()
         row = page.get_by_role("row", name="Restart anticoagulation after a procedure")
         expect(row).to_contain_text("LY-2001")
