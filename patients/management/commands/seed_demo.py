@@ -133,6 +133,8 @@ class Command(BaseCommand):
             import_string("anticoag.procedure_demo.procedure_demo_seed")(clinic=clinic, clinician=staff["clinician"])
             import_string("interfaces.demo.demo_lab_interface")(clinic=clinic)  # the lab interface (issue 17)
             import_string("clinic.inr_demo.inr_clinic_demo_seed")(clinic=clinic, staff=staff)  # the INR clinic's day
+            # The day's "did not attend" pass, as beat runs it: an INR test long overdue shows as a DNA and a recall.
+            import_string("scheduling.missed_tests.missed_inr_tests_mark")()
             created += import_string("anticoag.demo.seed_rules_revision_2_patients")(clinic=clinic, staff=staff)
         total = Patient.objects.filter(clinic=clinic).count()
         self.stdout.write(self.style.SUCCESS(f"Demo clinic ready: {total} patients ({created} new)."))
