@@ -43,6 +43,10 @@ from .models import INR_MAX, INR_MIN, Agent, InrReading, InrSource, PlanDecision
 #: inside the storing transaction; once per patient for a CSV import. Scheduling listens.
 inr_recorded = Signal()
 
+#: Sent once after a CSV import stored the readings of many patients (``patients``; ``readings``: patient id →
+#: its new rows), inside the storing transaction. Scheduling listens and schedules them all set-based.
+inr_recorded_many = Signal()
+
 #: Sent after a warfarin dose was recorded (``patient``, ``dose``), inside the storing transaction.
 warfarin_dose_recorded = Signal()
 
@@ -169,6 +173,18 @@ def inr_readings_recorded(*, patient: Patient, readings: Sequence[InrReading]) -
     """The hook every path that stores readings calls once per patient, inside its transaction (the API,
     the admin, the CSV import after ``bulk_create``, which skips ``post_save``)."""
     inr_recorded.send(sender=InrReading, patient=patient, readings=list(readings))
+
+
+def inr_readings_recorded_many(*, readings: Sequence[InrReading]) -> int:
+    """The CSV import's hook, once for the whole file inside its transaction: the readings (with their
+    patients) grouped by patient, announced in one :data:`inr_recorded_many`. Returns the patient count."""
+    by_patient: dict[int, list[InrReading]] = {}
+    patients: dict[int, Patient] = {}
+    for reading in readings:
+        by_patient.setdefault(reading.patient_id, []).append(reading)
+        patients.setdefault(reading.patient_id, reading.patient)
+    inr_recorded_many.send(sender=InrReading, patients=list(patients.values()), readings=by_patient)
+    return len(by_patient)
 
 
 def _decimal(value: object, field_name: str) -> Decimal:
@@ -575,17 +591,28 @@ def clinic_ttr_report(
     low, high = _period(start, end, zone)
     policy = monitoring_policy()
     as_of_until = _upper_bound(as_of, zone)
-    as_of_instant = as_of if isinstance(as_of, datetime) else as_of_until
     as_of_day = (as_of_until - timedelta(microseconds=1)).astimezone(zone).date()
 
     if connection.vendor == "postgresql":
         per_patient = _clinic_ttrs_sql(clinic, low, high, policy)
     else:
         per_patient = _clinic_ttrs_python(clinic, low, high, policy)
-    summary = monitoring.clinic_ttr_summary(p["ttr_percent"] for p in per_patient)
-
     on_warfarin = _warfarin_patients(clinic, as_of_day, as_of_until)
+    return _report(clinic.pk, low, high, as_of, as_of_until, per_patient, on_warfarin, policy)
 
+
+def _report(
+    clinic_id: int,
+    low: datetime,
+    high: datetime,
+    as_of: date | datetime,
+    as_of_until: datetime,
+    per_patient: list[dict[str, Any]],
+    on_warfarin: list[dict[str, Any]],
+    policy: monitoring.MonitoringPolicy,
+) -> dict[str, Any]:
+    as_of_instant = as_of if isinstance(as_of, datetime) else as_of_until
+    summary = monitoring.clinic_ttr_summary(p["ttr_percent"] for p in per_patient)
     lost = [
         p["mrn"]
         for p in on_warfarin
@@ -593,7 +620,7 @@ def clinic_ttr_report(
     ]
     lost_share = round(100.0 * len(lost) / len(on_warfarin), 1) if on_warfarin else None
     return {
-        "clinic_id": clinic.pk,
+        "clinic_id": clinic_id,
         "start": low.isoformat(),
         "end": high.isoformat(),
         "as_of": as_of.isoformat(),
@@ -613,6 +640,110 @@ def clinic_ttr_report(
         "lost_to_follow_up_percent": lost_share,
         "lost_to_follow_up_meets_target": None if lost_share is None else lost_share < 10.0,
         "lost_to_follow_up_rule": f"no INR for more than {policy.ttr_max_gap_days:g} days (reference §6)",
+    }
+
+
+#: :data:`_TTR_SQL` for several clinics at once, each with its own period (``unnest`` of three arrays): one scan
+#: of the readings instead of one per clinic (issue 18: the network dashboard read the table eight times).
+_TTRS_SQL = (
+    _TTR_SQL.replace(
+        "WHERE p.clinic_id = %(clinic)s AND i.drawn_at >= %(low)s AND i.drawn_at < %(high)s",
+        "JOIN unnest(%(clinics)s::int[], %(lows)s::timestamptz[], %(highs)s::timestamptz[]) AS b(clinic_id, low, high)\n"
+        "         ON b.clinic_id = p.clinic_id\n"
+        "    WHERE p.clinic_id = ANY(%(clinics)s) AND i.drawn_at >= %(low)s AND i.drawn_at < %(high)s\n"
+        "          AND i.drawn_at >= b.low AND i.drawn_at < b.high",
+    )
+    .replace("SELECT i.patient_id, p.mrn,", "SELECT i.patient_id, p.clinic_id, p.mrn,")
+    .replace("SELECT patient_id, mrn, days,", "SELECT patient_id, clinic_id, mrn, days,")
+    .replace("SELECT patient_id, min(mrn),", "SELECT patient_id, min(clinic_id), min(mrn),")
+)
+
+#: :func:`_warfarin_patients` for several clinics at once, set-based: each patient's latest decision from one
+#: ``DISTINCT ON`` over the clinics' decisions (instead of three correlated subqueries per patient) and the
+#: last INR before ``until`` from one backward probe of the (patient, time) index per warfarin patient.
+_WARFARIN_SQL = """
+WITH b AS (
+    SELECT * FROM unnest(%(clinics)s::int[], %(days)s::date[], %(untils)s::timestamptz[]) AS b(clinic_id, as_of_day, until)
+), latest AS (
+    SELECT DISTINCT ON (e.patient_id) e.patient_id, d.agent, d.end_on
+    FROM anticoag_plandecision d
+         JOIN anticoag_plan pl ON pl.id = d.plan_id
+         JOIN patients_cvtepisode e ON e.id = pl.episode_id
+         JOIN patients_patient p ON p.id = e.patient_id
+    WHERE p.clinic_id = ANY(%(clinics)s)
+    ORDER BY e.patient_id, d.decided_at DESC, d.id DESC
+)
+SELECT p.id, p.clinic_id, p.mrn,
+       (SELECT max(i.drawn_at) FROM anticoag_inrreading i WHERE i.patient_id = p.id AND i.drawn_at < b.until)
+FROM latest JOIN patients_patient p ON p.id = latest.patient_id JOIN b ON b.clinic_id = p.clinic_id
+WHERE p.active AND latest.agent = %(warfarin)s AND (latest.end_on IS NULL OR latest.end_on >= b.as_of_day)
+ORDER BY p.id
+"""
+
+
+def clinic_ttr_reports(
+    *, periods: Sequence[tuple[Clinic, date | datetime, date | datetime, date | datetime]]
+) -> dict[int, dict[str, Any]]:
+    """:func:`clinic_ttr_report` for several clinics (``(clinic, start, end, as_of)`` each): clinic id → the
+    same report. On PostgreSQL two queries for all of them (:data:`_TTRS_SQL`, :data:`_WARFARIN_SQL`);
+    elsewhere the single-clinic report per clinic."""
+    if connection.vendor != "postgresql":
+        return {
+            clinic.pk: clinic_ttr_report(clinic=clinic, start=start, end=end, as_of=as_of)
+            for clinic, start, end, as_of in periods
+        }
+    if not periods:
+        return {}
+    policy = monitoring_policy()
+    bounds = {}
+    for clinic, start, end, as_of in periods:
+        zone = clinic_zone(clinic)
+        low, high = _period(start, end, zone)
+        until = _upper_bound(as_of, zone)
+        bounds[clinic.pk] = (low, high, as_of, until, (until - timedelta(microseconds=1)).astimezone(zone).date())
+    clinics = list(bounds)
+    ttr_params = {
+        "clinics": clinics,
+        "lows": [bounds[c][0] for c in clinics],
+        "highs": [bounds[c][1] for c in clinics],
+        "low": min(bounds[c][0] for c in clinics),
+        "high": max(bounds[c][1] for c in clinics),
+        "gap": float(policy.ttr_max_gap_days),
+        "inclusive": bool(policy.ttr_inclusive),
+        "lo": float(TARGET_LOW),
+        "hi": float(TARGET_HIGH),
+    }
+    warfarin_params = {
+        "clinics": clinics,
+        "days": [bounds[c][4] for c in clinics],
+        "untils": [bounds[c][3] for c in clinics],
+        "warfarin": Agent.WARFARIN,
+    }
+    per_patient: dict[int, list[dict[str, Any]]] = {c: [] for c in clinics}
+    on_warfarin: dict[int, list[dict[str, Any]]] = {c: [] for c in clinics}
+    with connection.cursor() as cursor:
+        cursor.execute(_REPORT_SETTINGS + _TTRS_SQL, ttr_params)
+        while cursor.description is None and cursor.nextset():
+            pass
+        for patient_id, clinic_id, mrn, count, in_range, total in cursor.fetchall():
+            per_patient[clinic_id].append(
+                {
+                    "patient_id": patient_id,
+                    "mrn": mrn,
+                    "readings": count,
+                    "ttr_percent": round(100.0 * in_range / total, 3) if total > 0 else None,
+                    "days_in_range": round(in_range, 3),
+                    "days_total": round(total, 3),
+                }
+            )
+        cursor.execute(_REPORT_SETTINGS + _WARFARIN_SQL, warfarin_params)
+        while cursor.description is None and cursor.nextset():
+            pass
+        for pk, clinic_id, mrn, last in cursor.fetchall():
+            on_warfarin[clinic_id].append({"pk": pk, "mrn": mrn, "last_inr_at": last})
+    return {
+        c: _report(c, bounds[c][0], bounds[c][1], bounds[c][2], bounds[c][3], per_patient[c], on_warfarin[c], policy)
+        for c in clinics
     }
 
 
@@ -749,8 +880,9 @@ def inr_import_csv(
     line number as a spreadsheet shows it (header = 1; ``None`` for the file as a whole). With any error
     nothing is imported.
 
-    **Then one transaction.** ``bulk_create`` in batches of 1,000, then :func:`inr_readings_recorded` once
-    per affected patient (``bulk_create`` sends no ``post_save``). ``entered_by`` is set on every row and
+    **Then one transaction.** ``bulk_create`` in batches of 1,000, then :func:`inr_readings_recorded_many`
+    once for the file (``bulk_create`` sends no ``post_save``): scheduling updates every patient's next INR
+    test in a fixed number of queries, whatever the number of patients. ``entered_by`` is set on every row and
     ``note`` says which file and row each reading came from (the audit log does not see bulk inserts).
 
     ``progress`` (the background import, :mod:`anticoag.imports`) hears how far each phase has got.
@@ -899,12 +1031,8 @@ def inr_import_csv(
             # Someone stored a reading of one of these patients at one of these times since validation.
             message = "A reading at one of these times was stored meanwhile; nothing was imported. Import again."
             return ImportResult(errors=[{"row": None, "field": "drawn_at", "message": message}])
-        by_patient: dict[int, list[InrReading]] = {}
-        for reading in readings:
-            by_patient.setdefault(reading.patient_id, []).append(reading)
-        announced = 0
-        for patient_readings in by_patient.values():
-            inr_readings_recorded(patient=patient_readings[0].patient, readings=patient_readings)
-            announced += len(patient_readings)
-            report("announcing", announced, len(readings))
-    return ImportResult(imported=len(readings), patients=len(by_patient))
+        # The post-import work for every patient of the file at once, set-based (issue 18).
+        report("announcing", 0, len(readings))
+        patient_count = inr_readings_recorded_many(readings=readings)
+        report("announcing", len(readings), len(readings))
+    return ImportResult(imported=len(readings), patients=patient_count)

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("username", nargs="?")
     parser.add_argument("--scale", default="full", choices=["full", "small", "tiny"])
     parser.add_argument("--requests", type=int, default=30, help="requests per page after the warm-up")
-    parser.add_argument("--reminders", type=int, default=2000)
+    parser.add_argument("--reminders", type=int, default=10_000, help="routine reminders queued as the load")
+    parser.add_argument("--replan-seconds", type=float, default=60, help="time budget of the re-planning pass")
+    parser.add_argument("--only", nargs="*", help="sections to run (export, sweep, …); default all")
     parser.add_argument("--skip-generate", action="store_true")
     args = parser.parse_args(argv)
 
@@ -110,18 +112,25 @@ def main(argv: list[str] | None = None) -> int:
     generation = None if args.skip_generate else generate.ensure(scale)
     env = dict(os.environ)
     figures: list = []
+    full = args.scale == "full"
     sections = [
         ("1. export", lambda: measure.measure_export(reporting_username="bench.reporting", subprocess_env=env,
-                                                     ie_sample=50_000)),
+                                                     ie_sample=50_000, repeats=3)),
         ("2. sweep", lambda: measure.measure_sweep(small=scale.patients // 10, large=scale.patients, due_items=5000)),
         ("3. TTR report", measure.measure_ttr),
         ("4. pages", lambda: measure.measure_pages(n=args.requests)),
-        ("5. reminders", lambda: measure.measure_reminders(count=args.reminders, workers=2,
+        ("5. reminders", lambda: measure.measure_reminders(load=args.reminders, routine_workers=2,
                                                           database_url=measure.database_url())),
         ("6. HL7 listener", lambda: hl7.measure_throughput(messages=2000 if args.scale == "full" else 500,
                                                            connections=4)
                                     + hl7.measure_alert_latency(alerts=20, database_url=measure.database_url())),
+        ("7. dashboard cold", measure.measure_dashboard_cold),
+        ("8. import", lambda: measure.measure_import(rows=100_000 if full else 10_000,
+                                                     patients=2_000 if full else 200)),
+        ("9. replan", lambda: measure.measure_replan(budget=args.replan_seconds)),
     ]  # fmt: skip
+    if args.only:
+        sections = [(name, run) for name, run in sections if name.split(". ", 1)[1] in args.only]
     timings = {}
     for name, run in sections:
         print(f"{name}…", flush=True)

@@ -13,6 +13,7 @@ Urgent alerts (deterioration, critical INR, CrCl ≤ 30 on a DOAC) go through th
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from contextlib import nullcontext
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from anticoag import medicines, monitoring, rules
-from anticoag.inr import clinic_today, inr_advice_for_patient, monitoring_policy
+from anticoag.inr import clinic_today, inr_advice_for_patient, inr_advice_for_patients, monitoring_policy
 from anticoag.models import InrReading, Plan, PlanDecision, WarfarinDose
 from patients.models import Clinic, CvtEpisode, DeteriorationEvent, LabResult, Patient, PatientMedication
 
@@ -499,6 +500,13 @@ def inr_follow_up_sync(*, patient: Patient, readings: Iterable[InrReading] = ())
         source=_rule_source(advice["next_test_rule"]),
     )
 
+    _critical_inr_alerts(patient=patient, readings=readings, latest_id=latest_id)
+    return item
+
+
+def _critical_inr_alerts(*, patient: Patient, readings: Iterable[InrReading], latest_id: int) -> None:
+    """An urgent alert for each critical reading among ``readings`` (see :func:`inr_follow_up_sync`): to the
+    clinic's alert address and the patient's care team, once per reading and recipient."""
     policy = monitoring_policy()
     recent = timezone.now() - CRITICAL_ALERT_MAX_AGE
     for reading in readings:
@@ -517,7 +525,6 @@ def inr_follow_up_sync(*, patient: Patient, readings: Iterable[InrReading] = ())
                     recipient=user.email,
                     recipient_user=user,
                 )
-    return item
 
 
 def _care_team(patient: Patient, *, besides: str) -> list[Any]:
@@ -748,3 +755,147 @@ def procedure_follow_ups_sync(*, procedure) -> list[FollowUp]:
         item.result_note = f"{AUTO_CANCEL_NOTE} {reason} ({timezone.localdate().isoformat()})."
         item.save(update_fields=["status", "result_note", "updated_at"])
     return [item for item in kept if item.status == FollowUpStatus.SCHEDULED]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# INR tests after an import: the same schedule for many patients in a fixed number of queries (issue 18)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Rows per bulk INSERT / UPDATE of follow-up items and audit entries.
+BULK_BATCH_SIZE = 1000
+
+
+def _audit_bulk(pairs: list[tuple[FollowUp | None, FollowUp]]) -> None:
+    """The audit entries django-auditlog would have written for each save, written in bulk: ``(before, after)``
+    per item (``before`` None for a new item), only items with changes. The entries pass through ``pre_save``
+    like auditlog's own, so the request's actor and address are filled in the same way (no query)."""
+    from auditlog.cid import get_cid
+    from auditlog.diff import model_instance_diff
+    from auditlog.models import LogEntry
+    from django.conf import settings
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models.signals import pre_save
+
+    content_type = ContentType.objects.get_for_model(FollowUp)  # cached after the first use
+    cid = get_cid()
+    use_json = getattr(settings, "AUDITLOG_STORE_JSON_CHANGES", False)
+    entries = []
+    for before, after in pairs:
+        changes = model_instance_diff(before, after, use_json_for_changes=use_json)
+        if not changes:
+            continue
+        entry = LogEntry(
+            content_type=content_type,
+            object_pk=str(after.pk),
+            object_id=after.pk,
+            object_repr=str(after),
+            action=LogEntry.Action.CREATE if before is None else LogEntry.Action.UPDATE,
+            changes=changes,
+            cid=cid,
+        )
+        pre_save.send(sender=LogEntry, instance=entry, raw=False, using="default", update_fields=None)
+        entries.append(entry)
+    LogEntry.objects.bulk_create(entries, batch_size=BULK_BATCH_SIZE)
+
+
+@transaction.atomic
+def inr_follow_up_sync_many(*, patients: Iterable[Patient], readings: dict[int, list[InrReading]]) -> int:
+    """:func:`inr_follow_up_sync` for many patients at once (a CSV import), with the same outcome per patient
+    — open INR tests completed by the latest reading, the next test from the advice keyed by that reading, a
+    clinician's date kept, urgent alerts for critical readings — in a fixed number of queries whatever the
+    number of patients: the patients locked in id order, the advice (two queries), the open and the keyed
+    items, the latest episodes, then bulk writes and their audit entries in batches of
+    :data:`BULK_BATCH_SIZE`. Only an urgent alert costs queries of its own (a critical INR is rare). Returns
+    the number of patients scheduled."""
+    ids = sorted({patient.pk for patient in patients})
+    if not ids:
+        return 0
+    locked = list(
+        Patient.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("clinic", "primary_nurse", "responsible_clinician")
+        .filter(pk__in=ids)
+        .order_by("pk")
+    )
+    advice = inr_advice_for_patients(patients=locked)
+    if not advice:
+        return 0
+    by_id = {patient.pk: patient for patient in locked}
+    keys = {pid: f"inr:{pid}:{a['latest_reading_id']}" for pid, a in advice.items()}
+    now = timezone.now()
+
+    # Open INR tests the latest reading completes (every open one but the reading's own item).
+    completed: list[tuple[FollowUp, FollowUp]] = []
+    for item in FollowUp.objects.filter(
+        patient_id__in=advice, kind=FollowUpKind.INR_TEST, status=FollowUpStatus.SCHEDULED
+    ).select_for_update():
+        if item.key == keys[item.patient_id]:
+            continue
+        before = copy.copy(item)
+        latest_on = date.fromisoformat(advice[item.patient_id]["latest_drawn_on"])
+        item.status, item.completed_on = FollowUpStatus.DONE, latest_on
+        item.result_note = f"Completed by the INR of {latest_on.isoformat()}."[:500]
+        item.updated_at = now
+        completed.append((before, item))
+    FollowUp.objects.bulk_update(
+        [item for _, item in completed],
+        ["status", "completed_on", "result_note", "updated_at"],
+        batch_size=BULK_BATCH_SIZE,
+    )
+
+    # The next INR test per patient: kept when a clinician set it, updated while scheduled, else created.
+    existing = {item.key: item for item in FollowUp.objects.filter(key__in=keys.values())}
+    episodes: dict[int, tuple[date, int]] = {}
+    for patient_id, episode_id, diagnosed_on in CvtEpisode.objects.filter(patient_id__in=advice).values_list(
+        "patient_id", "pk", "diagnosed_on"
+    ):
+        if patient_id not in episodes or (diagnosed_on, episode_id) > episodes[patient_id]:
+            episodes[patient_id] = (diagnosed_on, episode_id)
+    created: list[FollowUp] = []
+    updated: list[tuple[FollowUp, FollowUp]] = []
+    changed_fields: set[str] = set()
+    for patient_id, patient_advice in advice.items():
+        values = {
+            "due_on": date.fromisoformat(patient_advice["next_test_on"]),
+            "window_end_on": date.fromisoformat(patient_advice["next_test_latest_on"]),
+            "rule": f"inr:{patient_advice['next_test_rule']['code']}"[:80],
+            "source": _rule_source(patient_advice["next_test_rule"])[:300],
+        }
+        item = existing.get(keys[patient_id])
+        if item is None:
+            episode = episodes.get(patient_id)
+            created.append(
+                FollowUp(
+                    key=keys[patient_id],
+                    patient_id=patient_id,
+                    episode_id=episode[1] if episode else None,
+                    kind=FollowUpKind.INR_TEST,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
+            )
+        elif item.rule != CLINICIAN_INR_RULE and item.status == FollowUpStatus.SCHEDULED:
+            before = copy.copy(item)
+            changes = [name for name, value in values.items() if getattr(item, name) != value]
+            for name in changes:
+                setattr(item, name, values[name])
+            if changes:
+                item.updated_at = now
+                changed_fields.update(changes)
+                updated.append((before, item))
+    FollowUp.objects.bulk_create(created, batch_size=BULK_BATCH_SIZE)
+    if updated:
+        FollowUp.objects.bulk_update(
+            [item for _, item in updated], [*sorted(changed_fields), "updated_at"], batch_size=BULK_BATCH_SIZE
+        )
+    _audit_bulk([*completed, *((None, item) for item in created), *updated])
+
+    # Urgent alerts: each critical reading among the new ones, as inr_follow_up_sync decides (a critical INR
+    # is rare: its queries are its own).
+    for patient_id, patient_advice in advice.items():
+        _critical_inr_alerts(
+            patient=by_id[patient_id],
+            readings=readings.get(patient_id, ()),
+            latest_id=patient_advice["latest_reading_id"],
+        )
+    return len(advice)

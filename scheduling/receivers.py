@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from anticoag.inr import inr_recorded, warfarin_dose_recorded
+from anticoag.inr import inr_recorded, inr_recorded_many, warfarin_dose_recorded
 from anticoag.procedure_services import procedure_changed
 from anticoag.services import plan_changed
 from patients.models import DeteriorationEvent, LabResult, PatientMedication
@@ -19,6 +19,7 @@ from .follow_ups import (
     inr_follow_up_for_dose,
     inr_follow_up_for_medication,
     inr_follow_up_sync,
+    inr_follow_up_sync_many,
     procedure_follow_ups_sync,
     renal_follow_up_sync,
     urgent_imaging_for_deterioration,
@@ -42,6 +43,11 @@ def urgent_imaging_on_deterioration(sender, instance: DeteriorationEvent, raw: b
 @receiver(inr_recorded, dispatch_uid="inr_follow_up_on_reading")
 def inr_follow_up_on_reading(sender, patient, readings, **kwargs) -> None:
     inr_follow_up_sync(patient=patient, readings=readings)
+
+
+@receiver(inr_recorded_many, dispatch_uid="inr_follow_ups_on_import")
+def inr_follow_ups_on_import(sender, patients, readings, **kwargs) -> None:
+    inr_follow_up_sync_many(patients=patients, readings=readings)
 
 
 @receiver(warfarin_dose_recorded, dispatch_uid="inr_follow_up_on_dose")

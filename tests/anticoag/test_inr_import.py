@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from anticoag.inr import inr_import_csv, inr_recorded
+from anticoag.inr import inr_import_csv, inr_recorded_many
 from anticoag.models import InrReading
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Reminder
 from tests.factories import ClinicFactory, PatientFactory, nurse
@@ -59,14 +60,14 @@ def good_rows() -> str:
 def test_a_clean_file_imports_every_row_and_announces_each_patient_once(clinic, staff, patients):
     heard = []
 
-    def listener(sender, patient, readings, **kwargs):
-        heard.append((patient.mrn, len(readings)))
+    def listener(sender, patients, readings, **kwargs):
+        heard.extend((patient.mrn, len(readings[patient.pk])) for patient in patients)
 
-    inr_recorded.connect(listener)
+    inr_recorded_many.connect(listener)
     try:
         result = inr_import_csv(clinic=clinic, file=csv_file(good_rows()), entered_by=staff)
     finally:
-        inr_recorded.disconnect(listener)
+        inr_recorded_many.disconnect(listener)
     assert result.ok, result.errors
     assert (result.imported, result.patients) == (4, 3)
     assert InrReading.objects.count() == 4
@@ -216,10 +217,10 @@ def test_a_clean_10000_row_file_imports_in_one_transaction_with_few_queries(
             inserts.append((connection.in_atomic_block, tuple(connection.savepoint_ids)))
         return execute(sql, params, many, context)
 
-    # when it is imported: a few queries to validate, 10 bulk INSERTs, and the post-import hook once per
-    # patient (advice, next INR test, audit): about 15 queries per patient and none per row
+    # when it is imported: a few queries to validate, 10 bulk INSERTs, and the post-import work for all the
+    # patients at once (locks, advice, items, audit): none per row, none per patient
     started = time.monotonic()
-    with django_assert_max_num_queries(20 + 15 * 10), connection.execute_wrapper(watch):
+    with django_assert_max_num_queries(20 + 10), connection.execute_wrapper(watch):
         result = inr_import_csv(clinic=clinic, file=csv_file(text), entered_by=staff)
     elapsed = time.monotonic() - started
     # then every row is there, written in 10 batches of 1,000 inside one and the same transaction
@@ -231,3 +232,97 @@ def test_a_clean_10000_row_file_imports_in_one_transaction_with_few_queries(
     assert len(set(inserts)) == 1  # the same atomic block (same savepoint stack) for every batch
     assert FollowUp.objects.filter(kind=FollowUpKind.INR_TEST).count() == 10  # one per patient
     assert elapsed < 60
+
+
+def import_for(clinic, staff, patients: int, *, prefix: str, critical: bool = False) -> tuple[int, object]:
+    """Import 5 readings for each of ``patients`` new patients (one with an open INR test already, one whose
+    next test a clinician set); (queries, result)."""
+    people = [PatientFactory(clinic=clinic, mrn=f"{prefix}{n}") for n in range(patients)]
+    for index, patient in enumerate(people[:2]):
+        reading = InrReading.objects.create(patient=patient, drawn_at=timezone.now() - timedelta(days=40), value=2.5)
+        FollowUp.objects.create(
+            patient=patient,
+            kind=FollowUpKind.INR_TEST,
+            due_on=timezone.localdate(),
+            rule="clinician_next_inr" if index else "inr:test",
+            key=f"inr:{patient.pk}:{reading.pk}",
+        )
+    lines = [
+        f"{patient.mrn},{stamp(30 - 5 * i)},{'9.6' if critical and n == 0 and i == 4 else '2.5'},lab,no"
+        for n, patient in enumerate(people)
+        for i in range(5)
+    ]
+    counter = CaptureQueriesContext(connection)
+    with counter:
+        result = inr_import_csv(clinic=clinic, file=csv_file("mrn,drawn_at,inr,source,bleeding\n" + "\n".join(lines)),
+                                entered_by=staff)  # fmt: skip
+    assert result.ok, result.errors[:3]
+    return len(counter), result
+
+
+def test_the_post_import_work_costs_the_same_queries_for_5_or_50_patients(clinic, staff):
+    small, _ = import_for(clinic, staff, 5, prefix="S")
+    large, result = import_for(clinic, staff, 50, prefix="L")
+    assert result.patients == 50
+    assert small == large
+
+
+def test_the_set_based_post_import_work_schedules_as_the_per_patient_path_does(clinic, staff):
+    from auditlog.models import LogEntry
+
+    from scheduling.follow_ups import inr_follow_up_sync
+
+    _, result = import_for(clinic, staff, 6, prefix="E", critical=True)
+    assert result.patients == 6
+    batch = {
+        (
+            f.patient_id,
+            f.kind,
+            f.status,
+            f.due_on,
+            f.window_end_on,
+            f.rule,
+            f.source,
+            f.key,
+            f.completed_on,
+            f.episode_id,
+        )
+        for f in FollowUp.objects.all()
+    }
+    # every patient: one open INR test keyed by its latest reading; the open tests of E0 and E1 (a
+    # clinician's date, for an older reading) are completed by the imported readings
+    open_items = FollowUp.objects.filter(kind=FollowUpKind.INR_TEST, status=FollowUpStatus.SCHEDULED)
+    assert open_items.count() == 6
+    e0, e1 = (InrReading.objects.filter(patient__mrn=m).order_by("pk") for m in ("E0", "E1"))
+    for mrn in ("E0", "E1"):
+        done = FollowUp.objects.get(patient__mrn=mrn, status=FollowUpStatus.DONE)
+        assert done.completed_on == timezone.localdate(
+            InrReading.objects.filter(patient__mrn=mrn).latest("drawn_at").drawn_at, ZoneInfo("Europe/Paris")
+        )
+    # the critical INR of E0 raised its urgent alert, once
+    assert Reminder.objects.get().inr_reading == e0.last()
+    # each created or changed item is in the audit log, like a save would have put it
+    logged = LogEntry.objects.filter(content_type__model="followup")
+    assert logged.filter(action=LogEntry.Action.CREATE).count() == 6 + 2  # and the two created by the test
+    assert logged.filter(action=LogEntry.Action.UPDATE).count() == 2  # the two open tests, completed
+    # running the per-patient path again over the same readings changes nothing
+    for patient in {f.patient for f in FollowUp.objects.select_related("patient__clinic")}:
+        inr_follow_up_sync(patient=patient, readings=list(InrReading.objects.filter(patient=patient)))
+    again = {
+        (
+            f.patient_id,
+            f.kind,
+            f.status,
+            f.due_on,
+            f.window_end_on,
+            f.rule,
+            f.source,
+            f.key,
+            f.completed_on,
+            f.episode_id,
+        )
+        for f in FollowUp.objects.all()
+    }
+    assert again == batch
+    assert Reminder.objects.count() == 1
+    assert e1.exists()

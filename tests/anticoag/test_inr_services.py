@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from anticoag.inr import (
     clinic_ttr_report,
+    clinic_ttr_reports,
     dose_record,
     inr_advice_for_patient,
     inr_reading_record,
@@ -343,3 +344,30 @@ def test_clinic_ttr_report_query_count_does_not_grow_with_the_clinic(doctor, cli
         counts.append(len(queries))
         assert report["patients_with_ttr"] in (2, 12)
     assert counts[0] == counts[1] <= 3, counts
+
+
+def test_the_reports_of_several_clinics_at_once_equal_each_clinics_own(clinic, doctor):
+    # given two clinics in different time zones, each with patients in range, out of range and lost
+    a, b = (_warfarin(clinic, doctor) for _ in range(2))
+    for day, value in ((40, "1.5"), (30, "2.5"), (20, "3.5"), (10, "2.8")):
+        record(a, ago(day), value)
+    record(b, ago(70), "2.5")
+    other = ClinicFactory(time_zone="Pacific/Auckland")
+    other_doctor = clinician(other)
+    c = _warfarin(other, other_doctor)
+    for day, value in ((35, "2.1"), (5, "4.1")):
+        record(c, ago(day), value)
+    _warfarin(other, other_doctor)  # never tested: lost
+    PatientFactory(clinic=other)  # not on warfarin
+    periods = [(each, ago(80).date(), timezone.localdate(), timezone.localdate()) for each in (clinic, other)]
+    # when both are computed together (two queries) and one by one
+    with CaptureQueriesContext(connection) as queries:
+        together = clinic_ttr_reports(periods=periods)
+    one_by_one = {
+        each.pk: clinic_ttr_report(clinic=each, start=start, end=end, as_of=as_of)
+        for each, start, end, as_of in periods
+    }
+    # then they are the same reports
+    assert len(queries) <= 2
+    assert together == one_by_one
+    assert together[clinic.pk]["warfarin_patients"] == 2 and together[other.pk]["lost_to_follow_up"] == 1

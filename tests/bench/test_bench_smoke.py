@@ -35,8 +35,26 @@ def test_bench_generates_and_measures(settings):
     assert {f.key for f in pages} >= {"page_dashboard_nurse", "page_patient_page", "page_api_inr_readings"}
     assert all(f.detail["queries"] > 0 for f in pages)
 
-    (reminders,) = measure.measure_reminders(count=10, workers=2, database_url=measure.database_url(), timeout=60)
-    assert reminders.detail["accepted_by_sink"] == 10, reminders.detail
+    reminders = {
+        f.key: f
+        for f in measure.measure_reminders(
+            load=10, routine_workers=1, database_url=measure.database_url(), samples=2, window=60
+        )
+    }
+    assert reminders["reminders_per_s"].detail["accepted_by_sink"] == 10, reminders["reminders_per_s"].detail
+    assert len(reminders["urgent_alert_p95_s"].detail["samples_s"]) == 2
+    assert reminders["urgent_alert_p95_s"].value < 60  # every alert reached the sink (60 s: never arrived)
+    assert reminders["reminders_vs_sink"].value > 0
+
+    (cold,) = measure.measure_dashboard_cold(runs=1)
+    assert cold.value > 0
+
+    imported = {f.key: f for f in measure.measure_import(rows=200, patients=20)}
+    assert imported["import_rows_per_s"].detail["small"]["rows"] == 20
+    assert imported["import_queries"].passed, imported["import_queries"].detail
+
+    replan = {f.key: f for f in measure.measure_replan(budget=2)}
+    assert replan["replan_episodes_per_s"].detail["episodes_done"] > 0
 
     (throughput,) = hl7.measure_throughput(messages=30, connections=3)
     assert throughput.detail["acked_aa"] == 30 and throughput.detail["readings_stored"] == 30, throughput.detail
