@@ -399,8 +399,9 @@ def measure_pages(*, n: int) -> list[Figure]:
 
 
 class _Sink:
-    """aiosmtpd handler: counts routine messages and notes when each urgent alert (to a clinic's alert address,
-    ``alerts…@``) arrived."""
+    """aiosmtpd handler: counts routine messages and notes when each urgent alert arrived. An alert goes to
+    the clinic's alert address (``alerts…@``) and to the patient's nurse and clinician: the first is the one
+    timed; all of them are told from routine mail by their subject."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -410,12 +411,14 @@ class _Sink:
 
     async def handle_DATA(self, server, session, envelope):
         arrived = time.perf_counter()
+        content = envelope.original_content or envelope.content or b""
+        headers = content.split(b"\r\n\r\n", 1)[0] if isinstance(content, bytes) else b""
         with self.lock:
             self.count += 1
-            if any(rcpt.startswith("alerts") for rcpt in envelope.rcpt_tos):
-                self.urgent.append(arrived)
-            else:
+            if b"Subject: Urgent" not in headers:
                 self.routine += 1
+            elif any(rcpt.startswith("alerts") for rcpt in envelope.rcpt_tos):
+                self.urgent.append(arrived)
         return "250 Message accepted for delivery"
 
 

@@ -779,9 +779,12 @@ def _audit_bulk(pairs: list[tuple[FollowUp | None, FollowUp]]) -> None:
     content_type = ContentType.objects.get_for_model(FollowUp)  # cached after the first use
     cid = get_cid()
     use_json = getattr(settings, "AUDITLOG_STORE_JSON_CHANGES", False)
+    # The item's own columns: a reverse relation (an outcome review pointing at the item) is not changed here,
+    # and reading it would cost a query per item.
+    own_fields = [field.name for field in FollowUp._meta.concrete_fields]
     entries = []
     for before, after in pairs:
-        changes = model_instance_diff(before, after, use_json_for_changes=use_json)
+        changes = model_instance_diff(before, after, fields_to_check=own_fields, use_json_for_changes=use_json)
         if not changes:
             continue
         entry = LogEntry(
