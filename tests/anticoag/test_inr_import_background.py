@@ -116,16 +116,17 @@ def test_progress_written_inside_the_import_transaction_is_visible_outside_it(cl
     assert isinstance(started, ImportStarted)
     monkeypatch.setattr(inr, "IMPORT_PROGRESS_EVERY", 100)
     observed: list[tuple[str, int]] = []
-    original = inr.inr_readings_recorded
+    original = inr.inr_readings_recorded_many
     outside = connections.create_connection("default")
 
-    def spying(*, patient, readings):
-        original(patient=patient, readings=readings)
+    def spying(*, readings):
+        patients = original(readings=readings)
         with outside.cursor() as cursor:  # a connection outside the import's transaction
             cursor.execute("SELECT phase, rows_done FROM anticoag_inrimport WHERE id = %s", [started.job.pk])
             observed.append(cursor.fetchone())
+        return patients
 
-    monkeypatch.setattr(inr, "inr_readings_recorded", spying)
+    monkeypatch.setattr(inr, "inr_readings_recorded_many", spying)
     try:
         job = inr_import_run(import_id=started.job.pk)
     finally:
