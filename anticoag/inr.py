@@ -612,14 +612,35 @@ def _report(
     policy: monitoring.MonitoringPolicy,
 ) -> dict[str, Any]:
     as_of_instant = as_of if isinstance(as_of, datetime) else as_of_until
-    summary = monitoring.clinic_ttr_summary(p["ttr_percent"] for p in per_patient)
     lost = [
         p["mrn"]
         for p in on_warfarin
         if monitoring.is_lost_to_follow_up(p["last_inr_at"], as_of_instant, max_gap_days=policy.ttr_max_gap_days)
     ]
-    lost_share = round(100.0 * len(lost) / len(on_warfarin), 1) if on_warfarin else None
-    return {
+    return report_figures(
+        clinic_id, low, high, as_of, [p["ttr_percent"] for p in per_patient], len(on_warfarin), lost, policy,
+        patients=per_patient,
+    )  # fmt: skip
+
+
+def report_figures(
+    clinic_id: int,
+    low: datetime,
+    high: datetime,
+    as_of: date | datetime,
+    ttrs: list[float | None],
+    warfarin_patients: int,
+    lost: list[str],
+    policy: monitoring.MonitoringPolicy,
+    *,
+    patients: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The report from its figures: the patients' TTRs in patient order (``ttr_percents``), the number of
+    warfarin patients and the MRNs of those lost to follow-up; ``patients`` (each patient's sums) when the
+    caller has them (the dashboard's snapshot path does not read them)."""
+    summary = monitoring.clinic_ttr_summary(ttrs)
+    lost_share = round(100.0 * len(lost) / warfarin_patients, 1) if warfarin_patients else None
+    report = {
         "clinic_id": clinic_id,
         "start": low.isoformat(),
         "end": high.isoformat(),
@@ -633,14 +654,17 @@ def _report(
             "target": [TARGET_LOW, TARGET_HIGH],
             "source": "ROSENDAAL1993",
         },
-        "patients": per_patient,
-        "warfarin_patients": len(on_warfarin),
+        "ttr_percents": ttrs,
+        "warfarin_patients": warfarin_patients,
         "lost_to_follow_up": len(lost),
         "lost_to_follow_up_mrns": lost,
         "lost_to_follow_up_percent": lost_share,
         "lost_to_follow_up_meets_target": None if lost_share is None else lost_share < 10.0,
         "lost_to_follow_up_rule": f"no INR for more than {policy.ttr_max_gap_days:g} days (reference §6)",
     }
+    if patients is not None:
+        report["patients"] = patients
+    return report
 
 
 #: :data:`_TTR_SQL` for several clinics at once, each with its own period (``unnest`` of three arrays): one scan
@@ -682,11 +706,16 @@ ORDER BY p.id
 
 
 def clinic_ttr_reports(
-    *, periods: Sequence[tuple[Clinic, date | datetime, date | datetime, date | datetime]]
+    *, periods: Sequence[tuple[Clinic, date | datetime, date | datetime, date | datetime]], snapshot: bool = False
 ) -> dict[int, dict[str, Any]]:
     """:func:`clinic_ttr_report` for several clinics (``(clinic, start, end, as_of)`` each): clinic id → the
-    same report. On PostgreSQL two queries for all of them (:data:`_TTRS_SQL`, :data:`_WARFARIN_SQL`);
-    elsewhere the single-clinic report per clinic."""
+    same report. On PostgreSQL two queries for all of them (:data:`_TTRS_SQL`, :data:`_WARFARIN_SQL`), or,
+    with ``snapshot``, the figures kept per clinic by :mod:`anticoag.ttr_snapshot` (the dashboard: one period
+    per clinic, recomputed only where something changed); elsewhere the single-clinic report per clinic."""
+    if snapshot and connection.vendor == "postgresql":
+        from . import ttr_snapshot
+
+        return ttr_snapshot.snapshot_reports(periods=periods)
     if connection.vendor != "postgresql":
         return {
             clinic.pk: clinic_ttr_report(clinic=clinic, start=start, end=end, as_of=as_of)

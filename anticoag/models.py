@@ -283,3 +283,60 @@ class InrImport(models.Model):
     @property
     def finished(self) -> bool:
         return self.phase in (InrImportPhase.DONE, InrImportPhase.FAILED)
+
+
+class TtrSnapshot(models.Model):
+    """A clinic's quality figures for the dashboard's period, kept in the database (issue 18: the network
+    dashboard read 900,000 readings on a cold cache).
+
+    One per clinic: the period it covers (``period_start``–``period_end``), the day and instant the
+    lost-to-follow-up rule is judged at, and the TTR policy it was computed with; a different period, day or
+    policy recomputes it whole (:mod:`anticoag.ttr_snapshot`). Rows are per patient. PostgreSQL triggers
+    (migration 0009) mark a patient stale on every write to the readings, the plan decisions or the patient's
+    clinic or active flag — ORM, bulk or raw SQL alike — and the next read recomputes just those patients.
+    Derived data: not audited, never edited, not shown in the admin."""
+
+    clinic = models.OneToOneField(
+        "patients.Clinic", on_delete=models.CASCADE, primary_key=True, related_name="+", db_constraint=False
+    )
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    as_of_day = models.DateField()
+    until = models.DateTimeField()
+    policy = models.CharField(max_length=100)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "TTR snapshot"
+
+    def __str__(self) -> str:
+        return f"TTR snapshot of clinic {self.clinic_id} ({self.as_of_day})"
+
+
+class TtrSnapshotRow(models.Model):
+    """One patient's part of a :class:`TtrSnapshot`: TTR sums over the period (``readings`` 0 and no sums
+    when the patient had no reading there) and, for a warfarin patient, the last INR before ``until``."""
+
+    snapshot = models.ForeignKey(TtrSnapshot, on_delete=models.CASCADE, related_name="rows")
+    patient = models.ForeignKey("patients.Patient", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    readings = models.PositiveIntegerField(default=0)
+    days_in_range = models.FloatField(null=True)
+    days_total = models.FloatField(null=True)
+    on_warfarin = models.BooleanField(default=False)
+    last_inr_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["snapshot", "patient"], name="ttr_snapshot_row_unique")]
+
+    def __str__(self) -> str:
+        return f"TTR snapshot row of patient {self.patient_id}"
+
+
+class TtrStalePatient(models.Model):
+    """A patient whose snapshot rows no longer hold (written by the triggers, read and emptied by
+    :mod:`anticoag.ttr_snapshot` in the same transaction as it recomputes them)."""
+
+    patient_id = models.BigIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"stale patient {self.patient_id}"

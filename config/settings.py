@@ -245,6 +245,13 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": ANTICOAG_SWEEP_INTERVAL_SECONDS,
         "options": {"expires": ANTICOAG_SWEEP_INTERVAL_SECONDS * 4 // 5},
     },
+    # The dashboard's quality figures (anticoag/ttr_snapshot.py) brought to each clinic's new day before its
+    # first dashboard, and the day's changes folded in; a clinic already current costs a few small queries.
+    "clinic-refresh-quality": {
+        "task": "clinic.refresh_quality",
+        "schedule": ANTICOAG_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": ANTICOAG_SWEEP_INTERVAL_SECONDS * 4 // 5},
+    },
 }
 
 # --- REST framework -------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from anticoag.models import InrReading, TtrSnapshot, TtrStalePatient
 from bench import generate, hl7, measure
-from patients.models import Patient
+from patients.models import Clinic, Patient
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the reminder workers read committed rows
 
@@ -46,8 +47,12 @@ def test_bench_generates_and_measures(settings):
     assert reminders["urgent_alert_p95_s"].value < 60  # every alert reached the sink (60 s: never arrived)
     assert reminders["reminders_vs_sink"].value > 0
 
-    (cold,) = measure.measure_dashboard_cold(runs=1)
-    assert cold.value > 0
+    before = InrReading.objects.count()
+    cold = {f.key: f for f in measure.measure_dashboard_cold(runs=1, new_readings=5)}
+    assert cold["dashboard_cold_network_admin_ms"].value > 0 and cold["quality_refresh_s"].value >= 0
+    assert cold["dashboard_cold_stale_snapshot_ms"].value > 0
+    assert InrReading.objects.count() == before  # the day's readings it added are gone again
+    assert TtrSnapshot.objects.count() == Clinic.objects.count() and not TtrStalePatient.objects.exists()
 
     imported = {f.key: f for f in measure.measure_import(rows=200, patients=20)}
     assert imported["import_rows_per_s"].detail["small"]["rows"] == 20
