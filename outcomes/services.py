@@ -20,7 +20,7 @@ from anticoag.inr import clinic_today
 from anticoag.models import Plan, PlanDecision, PlanStatus
 from patients.choices import Sinus
 from patients.models import CvtEpisode, Patient
-from scheduling.follow_ups import _urgent_alert, follow_up_complete, outcome_review_key
+from scheduling.follow_ups import AUTO_CANCEL_NOTE, _urgent_alert, follow_up_complete, outcome_review_key
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization
 
 from . import definitions, statistics
@@ -269,6 +269,25 @@ def _open_recurrence(event: ClinicalEvent) -> None:
     event.new_episode = episode
 
 
+def _close_care_at_death(event: ClinicalEvent) -> int:
+    """A recorded death ends the clinic's care: the patient becomes inactive (no reminder, Today, work list
+    or missed-test recall names them again, and they leave the lost-to-follow-up count) and every scheduled
+    follow-up is cancelled with the reason, each save audited. Undoing it (a death entered in error) is a
+    staff decision: tick "active" again; the cancelled items show why they were cancelled. Returns the
+    items cancelled."""
+    patient = Patient.objects.select_for_update().get(pk=event.patient_id)
+    if patient.active:
+        patient.active = False
+        patient.save(update_fields=["active", "updated_at"])
+    note = f"{AUTO_CANCEL_NOTE} the patient died on {event.occurred_on.isoformat()}."
+    items = list(FollowUp.objects.select_for_update().filter(patient_id=patient.pk, status=FollowUpStatus.SCHEDULED))
+    for item in items:
+        item.status = FollowUpStatus.CANCELLED
+        item.result_note = note
+        item.save(update_fields=["status", "result_note", "updated_at"])
+    return len(items)
+
+
 def event_needs_alert(event: ClinicalEvent) -> bool:
     """A major bleed (ISTH2005) or a symptomatic ICH (SECRET) while on anticoagulation."""
     return bool(event.on_anticoagulation) and (event.kind == EventKind.SYMPTOMATIC_ICH or event.is_major_bleed)
@@ -281,6 +300,7 @@ def event_record(*, event: ClinicalEvent, user=None) -> ClinicalEvent:
       worked out from the confirmed plans (:func:`anticoagulation_intervals`);
     * the ISTH class is computed from the facts on save (:meth:`ClinicalEvent.classify`);
     * recurrent CVT → a new episode (a recurrence), once;
+    * death → the patient inactive and their scheduled follow-ups cancelled (:func:`_close_care_at_death`);
     * a major bleed or a symptomatic ICH on anticoagulation → an urgent alert to the clinic's alert
       address through the outbox, a plan-review follow-up due today, and the current plan marked
       "review needed" until a clinician confirms it again.
@@ -303,6 +323,8 @@ def event_record(*, event: ClinicalEvent, user=None) -> ClinicalEvent:
         event.save()
         if event.kind == EventKind.RECURRENT_CVT:
             _open_recurrence(event)
+        if event.kind == EventKind.DEATH:
+            _close_care_at_death(event)
         if event_needs_alert(event):
             _raise_alert(event)
             _mark_plan_for_review(event)

@@ -279,6 +279,44 @@ def test_one_death_per_patient(episode) -> None:
     assert "kind" in caught.value.message_dict
 
 
+def test_a_death_ends_the_care_no_follow_up_or_reminder_names_the_patient_again(episode, clinic) -> None:
+    from auditlog.models import LogEntry
+
+    from scheduling.outbox import sweep
+
+    # given a patient with scheduled follow-ups (outcome reviews, venous imaging), one of them overdue
+    plan_confirm(plan=episode.plan, user=clinician(clinic), agent="warfarin")
+    follow_ups_sync_for_plan(plan=episode.plan)
+    open_items = list(FollowUp.objects.filter(patient=episode.patient, status=FollowUpStatus.SCHEDULED))
+    assert open_items
+    FollowUp.objects.filter(pk=open_items[0].pk).update(due_on=timezone.localdate() - timedelta(days=3))
+    done = FollowUp.objects.filter(pk=open_items[-1].pk)
+    # when the death is recorded
+    died_on = timezone.localdate() - timedelta(days=1)
+    event_record(
+        event=ClinicalEvent(patient=episode.patient, kind=EventKind.DEATH, occurred_on=died_on, death_cause="cvt")
+    )
+    # then the patient is inactive and every scheduled item is cancelled with the reason, audited
+    episode.patient.refresh_from_db()
+    assert episode.patient.active is False
+    items = FollowUp.objects.filter(patient=episode.patient)
+    assert not items.filter(status=FollowUpStatus.SCHEDULED).exists()
+    assert all(f"died on {died_on.isoformat()}" in item.result_note for item in items)
+    assert LogEntry.objects.get_for_object(done.get()).filter(changes__icontains="cancelled").exists()
+    # and the nurse's next digest lists another patient's due item, none of theirs
+    alive = EpisodeFactory(
+        patient=PatientFactory(clinic=clinic, primary_nurse=episode.patient.primary_nurse),
+        diagnosed_on=timezone.localdate() - relativedelta(months=7),
+    )
+    plan_confirm(plan=alive.plan, user=clinician(clinic), agent="warfarin")
+    follow_ups_sync_for_plan(plan=alive.plan)
+    alive_item = FollowUp.objects.filter(patient=alive.patient, status=FollowUpStatus.SCHEDULED).first()
+    FollowUp.objects.filter(pk=alive_item.pk).update(due_on=timezone.localdate())
+    sweep(now=timezone.now().replace(hour=12))
+    listed = set(FollowUp.objects.filter(reminders__isnull=False).values_list("patient_id", flat=True))
+    assert alive.patient_id in listed and episode.patient_id not in listed
+
+
 def test_the_demo_clinic_has_outcome_data_idempotently() -> None:
     from io import StringIO
 
