@@ -273,8 +273,8 @@ def _close_care_at_death(event: ClinicalEvent) -> int:
     """A recorded death ends the clinic's care: the patient becomes inactive (no reminder, Today, work list
     or missed-test recall names them again, and they leave the lost-to-follow-up count) and every scheduled
     follow-up is cancelled with the reason, each save audited. Undoing it (a death entered in error) is a
-    staff decision: tick "active" again; the cancelled items show why they were cancelled. Returns the
-    items cancelled."""
+    staff decision: correct the event and tick "active" again; the cancelled items show why they were
+    cancelled. Returns the items cancelled."""
     patient = Patient.objects.select_for_update().get(pk=event.patient_id)
     if patient.active:
         patient.active = False
