@@ -693,8 +693,8 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | 
 
     Datetimes in clinic time: given ``time_zone``, the zone of every row's clinic, the COPY runs with the
     session's TimeZone set to it (:func:`csv_copy_chunks`) and PostgreSQL writes each one in it, offset
-    included, with no conversion per row: that costs next to nothing over the plain query. Otherwise each row
-    is converted to its own clinic's zone and its offset written from the difference to UTC."""
+    included, with no conversion and no offset arithmetic per row. Otherwise each row is converted to its own
+    clinic's zone and its offset written from the difference to UTC."""
     if not copies(columns):
         return None
     aliases: dict[str, F] = {}
