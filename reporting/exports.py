@@ -649,13 +649,21 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     return None
 
 
-def _sql_local_cell(wall: str, offset: str) -> str:
-    """SQL text of a datetime in its clinic's zone (rows of several zones), as :func:`iso_time` writes it
-    (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval), which
-    :func:`copy_sql` computes once per row. An offset with seconds (local mean time before standard zones)
-    is written with them, as Python and PostgreSQL do (``+00:53:28``)."""
+#: Offsets with seconds (local mean time, before standard zones) ended in 1972 (Africa/Monrovia): the test
+#: for them runs only on earlier times.
+_LAST_OFFSET_WITH_SECONDS = "timestamptz '1973-01-01 00:00+00'"
+
+
+def _sql_local_cell(x: str, wall: str, offset: str) -> str:
+    """SQL text of a datetime ``x`` in its clinic's zone (rows of several zones), as :func:`iso_time` writes
+    it (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval),
+    which :func:`copy_sql` computes once per row. An offset with seconds is written with them, as Python and
+    PostgreSQL do (``+00:53:28``)."""
     size = f"CASE WHEN {offset} < interval '0' THEN -{offset} ELSE {offset} END"
-    seconds = f"CASE WHEN date_trunc('minute', {offset}) = {offset} THEN 'HH24:MI' ELSE 'HH24:MI:SS' END"
+    seconds = (
+        f"CASE WHEN {x} < {_LAST_OFFSET_WITH_SECONDS} AND date_trunc('minute', {offset}) <> {offset} "
+        "THEN 'HH24:MI:SS' ELSE 'HH24:MI' END"
+    )
     return f"{_sql_iso(wall)} || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || to_char({size}, {seconds})"
 
 
@@ -706,7 +714,7 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | 
     cells = []
     for i, column in enumerate(columns):
         if column.kind == LOCAL:
-            cell = _sql_iso(f'q."c{i}"') if time_zone else _sql_local_cell(f'q."w{i}"', f'q."o{i}"')
+            cell = _sql_iso(f'q."c{i}"') if time_zone else _sql_local_cell(f'q."c{i}"', f'q."w{i}"', f'q."o{i}"')
         else:
             cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind)
         if cell is None:
