@@ -15,6 +15,10 @@ def _codes(choices) -> str:
 MRS_CODES = "; ".join(f"{grade} = {words}" for grade, words in definitions.MRS_GRADES.items())
 SITES = "; ".join(f"{code} = {label}" for code, label in definitions.BLEEDING_SITES.items())
 BOOLEAN = "true / false"
+#: Times are written in the record's clinic's zone (named in ``time_zone``), the fraction of a second without
+#: trailing zeros: 2026-01-05T09:30:00.5+01:00.
+CLINIC_TIME = "ISO 8601 in the clinic's zone, with its UTC offset"
+ZONE = ("text", "", "IANA time zone", "The clinic's time zone, which the times are written in", "")
 PSEUDONYM = "HMAC-SHA256 of clinic id and MRN under the study's key (research exports)"
 
 #: (dataset, column) → (type, unit, codes, definition, source). Identified-only columns are marked.
@@ -25,6 +29,7 @@ COLUMNS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
     ("outcomes", "patient_id"): ("integer", "", "", "Patient id (identified export)", ""),
     ("outcomes", "patient_key"): ("text", "", "", "Research pseudonym of the patient", PSEUDONYM),
     ("outcomes", "clinic_id"): ("integer", "", "", "Clinic id", ""),
+    ("outcomes", "time_zone"): ZONE,
     ("outcomes", "mrn"): ("text", "", "", "Medical record number (identified export)", ""),
     ("outcomes", "episode_id"): ("integer", "", "", "CVT episode the review belongs to", ""),
     ("outcomes", "follow_up_id"): ("integer", "", "", "The scheduled review it completed, if any", ""),
@@ -74,14 +79,15 @@ COLUMNS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
         "Reference §7",
     ),
     ("outcomes", "note"): ("text", "", "", "Free-text note (identified export only)", ""),
-    ("outcomes", "created_at"): ("datetime", "ISO 8601, UTC", "", "Recorded at", ""),
-    ("outcomes", "updated_at"): ("datetime", "ISO 8601, UTC", "", "Last changed at", ""),
+    ("outcomes", "created_at"): ("datetime", CLINIC_TIME, "", "Recorded at", ""),
+    ("outcomes", "updated_at"): ("datetime", CLINIC_TIME, "", "Last changed at", ""),
     # -- events --------------------------------------------------------------------------------------------
     ("events", "id"): ("integer", "", "", "Event id (identified export)", ""),
     ("events", "event_id"): ("integer", "", "", "Event id", ""),
     ("events", "patient_id"): ("integer", "", "", "Patient id (identified export)", ""),
     ("events", "patient_key"): ("text", "", "", "Research pseudonym of the patient", PSEUDONYM),
     ("events", "clinic_id"): ("integer", "", "", "Clinic id", ""),
+    ("events", "time_zone"): ZONE,
     ("events", "mrn"): ("text", "", "", "Medical record number (identified export)", ""),
     ("events", "episode_id"): ("integer", "", "", "Episode under treatment when it happened", ""),
     ("events", "kind"): ("code", "", _codes(EventKind.choices), "Kind of event", "Reference §7"),
@@ -146,8 +152,8 @@ COLUMNS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {
     ("events", "death_cause"): ("code", "", _codes(DeathCause.choices), "Cause of death", "Reference §7"),
     ("events", "new_episode_id"): ("integer", "", "", "Episode opened by a recurrence", "Reference §1 (recurrence)"),
     ("events", "note"): ("text", "", "", "Free-text note (identified export only)", ""),
-    ("events", "created_at"): ("datetime", "ISO 8601, UTC", "", "Recorded at", ""),
-    ("events", "updated_at"): ("datetime", "ISO 8601, UTC", "", "Last changed at", ""),
+    ("events", "created_at"): ("datetime", CLINIC_TIME, "", "Recorded at", ""),
+    ("events", "updated_at"): ("datetime", CLINIC_TIME, "", "Last changed at", ""),
 }
 
 HEADER = ["dataset", "column", "type", "unit", "codes", "definition", "source"]

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Aggregate, CharField, Exists, F, Model, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
@@ -40,7 +40,7 @@ from anticoag.rules import PREGNANCY_CODES
 from outcomes.api import ClinicalEventFilter, OutcomeAssessmentFilter, clinical_event_list, outcome_assessment_list
 from outcomes.models import ClinicalEvent, OutcomeAssessment
 from patients.api import EpisodeFilter, PatientFilter, episode_list, patient_list
-from patients.models import CvtEpisode, EpisodeRiskFactor, Patient
+from patients.models import Clinic, CvtEpisode, EpisodeRiskFactor, Patient
 from patients.scoping import clinic_ids_for
 from scheduling.api import FollowUpFilter, follow_up_list
 from scheduling.models import FollowUp
@@ -527,13 +527,23 @@ def export_rows(*, queryset: QuerySet, columns: Sequence[Column], context: Expor
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def iso_time(value: date) -> str:
+    """A date or datetime as the exports write it: ISO 8601 (``isoformat()``), the fraction of a second without
+    its trailing zeros (``2026-01-05T09:30:00.5+01:00``; none when zero), as PostgreSQL's JSON output writes
+    it (see :func:`copy_sql`)."""
+    text = value.isoformat()
+    if isinstance(value, datetime) and value.microsecond:
+        return text[:26].rstrip("0") + text[26:]  # YYYY-MM-DDTHH:MM:SS.ffffff, then the offset
+    return text
+
+
 def _csv_cell(value: Any, kind: str) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime | date):
-        return value.isoformat()
+        return iso_time(value)
     if kind == LIST:
         return ";".join(str(item) for item in value)
     if kind == TEXT and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
@@ -545,7 +555,7 @@ def _json_value(value: Any, kind: str) -> Any:
     if kind == JOINED:
         return value.split(";") if value else []
     if isinstance(value, datetime | date):
-        return value.isoformat()
+        return iso_time(value)
     if isinstance(value, Decimal):
         return str(value)  # exact, as the API gives decimals
     return value
@@ -603,33 +613,33 @@ _STRING_TYPES = {"CharField", "TextField", "EmailField", "SlugField", "URLField"
 _SQL_FORMULA_CODES = ", ".join(str(ord(start)) for start in _FORMULA_STARTS)
 
 
+def _sql_iso(x: str) -> str:
+    """PostgreSQL's JSON text of a date or timestamp without its quotes: ISO 8601 whatever the DateStyle
+    (``2026-01-05``, ``2026-01-05T09:30:00.5``; a timestamp with time zone in the session's zone with its
+    offset, ``…+01:00``), the fraction without trailing zeros — :func:`iso_time`'s format. The only quotes
+    in it are the JSON string's: ``replace`` drops them at a third less than ``btrim`` (PostgreSQL 15)."""
+    return f"replace(to_json({x})::text, '\"', '')"
+
+
+_UTC = "'UTC'"
+
+
 def _sql_timestamp(x: str) -> str:
-    """``datetime.isoformat()`` of the UTC value from the timestamp's own text form, converted once per row
-    (half the cost of ``to_char``): ``YYYY-MM-DD HH:MI:SS[.f…]`` (DateStyle ISO) with a ``T`` for the space,
-    a fraction (PostgreSQL drops its trailing zeros, Python writes all six) padded back to six digits, and
-    ``+00:00``."""
-    t = f"replace(({x} AT TIME ZONE 'UTC')::text, ' ', 'T')"
-    return f"CASE WHEN date_trunc('second', {x}) = {x} THEN {t} ELSE rpad({t}, 26, '0') END || '+00:00'"
+    """:func:`iso_time` of the UTC value Django returns for a timestamp, whatever the session's zone."""
+    return f"{_sql_iso(f'({x} AT TIME ZONE {_UTC})')} || '+00:00'"
 
 
-def _sql_cell(alias: str, field: Any, kind: str, *, iso_dates: bool = True) -> str | None:
+def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     """SQL text of one CSV cell, exactly as :func:`_csv_cell` writes it (NULL for an empty cell), or None
-    when the column's type is not handled here. Casts rather than ``to_char`` where the session's DateStyle
-    is ISO (``iso_dates``): formatting is most of PostgreSQL's work in the export."""
+    when the column's type is not handled here."""
     x = f'q."{alias}"'
     internal = field.get_internal_type()
     if internal == "BooleanField":  # boolean::text is 'true' / 'false'
         return f"{x}::text"
-    if internal == "DateTimeField":  # datetime.isoformat() of the UTC value Django would return
-        if iso_dates:
-            return _sql_timestamp(x)
-        utc = f"({x} AT TIME ZONE 'UTC')"
-        return (
-            f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {x}) = {x} THEN '' "
-            f"ELSE to_char({utc}, '.US') END || '+00:00'"
-        )
+    if internal == "DateTimeField":
+        return _sql_timestamp(x)
     if internal == "DateField":
-        return f"{x}::text" if iso_dates else f"to_char({x}, 'YYYY-MM-DD')"
+        return _sql_iso(x)
     if internal in _PLAIN_TYPES:  # COPY writes numbers as their ::text, NULL as an empty cell
         return x
     if internal in _STRING_TYPES:
@@ -639,66 +649,90 @@ def _sql_cell(alias: str, field: Any, kind: str, *, iso_dates: bool = True) -> s
     return None
 
 
-def _sql_local_cell(x: str, wall: str, offset: str, *, iso_dates: bool = True) -> str:
-    """SQL text of a datetime ``x`` in its clinic's zone, as ``datetime.isoformat()`` writes an aware datetime
-    there (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval),
-    which :func:`copy_sql` computes once per row. The wall clock from its own text form when the DateStyle
-    is ISO (see :func:`_sql_timestamp`), else by ``to_char``."""
-    if iso_dates:
-        text = f"replace({wall}::text, ' ', 'T')"
-        clock = f"CASE WHEN date_trunc('second', {x}) = {x} THEN {text} ELSE rpad({text}, 26, '0') END"
-    else:
-        clock = (
-            f"to_char({wall}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {x}) = {x} THEN '' "
-            f"ELSE to_char({wall}, '.US') END"
-        )
-    return (
-        f"{clock} || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || "
-        f"to_char(CASE WHEN {offset} < interval '0' THEN -{offset} ELSE {offset} END, 'HH24:MI')"
+#: Offsets with seconds (local mean time, before standard zones) ended in 1972 (Africa/Monrovia): the test
+#: for them runs only on earlier times.
+_LAST_OFFSET_WITH_SECONDS = "timestamptz '1973-01-01 00:00+00'"
+
+
+def _sql_local_cell(x: str, wall: str, offset: str) -> str:
+    """SQL text of a datetime ``x`` in its clinic's zone (rows of several zones), as :func:`iso_time` writes
+    it (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval),
+    which :func:`copy_sql` computes once per row. An offset with seconds is written with them, as Python and
+    PostgreSQL do (``+00:53:28``)."""
+    size = f"CASE WHEN {offset} < interval '0' THEN -{offset} ELSE {offset} END"
+    seconds = (
+        f"CASE WHEN {x} < {_LAST_OFFSET_WITH_SECONDS} AND date_trunc('minute', {offset}) <> {offset} "
+        "THEN 'HH24:MI:SS' ELSE 'HH24:MI' END"
+    )
+    return f"{_sql_iso(wall)} || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || to_char({size}, {seconds})"
+
+
+@dataclass(frozen=True)
+class CopyQuery:
+    """``COPY … TO STDOUT`` of an export, and the session time zone its clinic-time cells are written in
+    (``time_zone``: every row's clinic is in that zone), or None (each row converted to its clinic's zone)."""
+
+    sql: str
+    time_zone: str | None = None
+
+
+def copies(columns: Sequence[Column]) -> bool:
+    """Whether :func:`copy_sql` can write these columns: on PostgreSQL, every column a stored value, free text
+    or a datetime in clinic time (no computed, list or joined column)."""
+    if connection.vendor != "postgresql":
+        return False
+    return all(
+        (c.compute is None and c.kind in (VALUE, TEXT) and len(c.paths) == 1) or (c.kind == LOCAL and len(c.paths) == 2)
+        for c in columns
     )
 
 
-def copy_sql(queryset: QuerySet, columns: Sequence[Column]) -> str | None:
-    """``COPY (…) TO STDOUT`` of the CSV rows of ``queryset`` in id order, on PostgreSQL, when every column is
-    a stored value or free text (no computed, list or joined column); otherwise None (rows go through Python)."""
-    if connection.vendor != "postgresql":
-        return None
+def scope_time_zone(clinic_ids: list[int] | None) -> str | None:
+    """The time zone of the clinics ``clinic_ids`` (None: every clinic) when they all share one, else None:
+    one small query."""
+    clinics = Clinic.objects.all() if clinic_ids is None else Clinic.objects.filter(pk__in=clinic_ids)
+    zones = list(clinics.order_by().values_list("time_zone", flat=True).distinct()[:2])
+    return zones[0] if len(zones) == 1 else None
 
-    def plain(c: Column) -> bool:
-        return c.compute is None and c.kind in (VALUE, TEXT) and len(c.paths) == 1
 
-    if any(not plain(c) and not (c.kind == LOCAL and len(c.paths) == 2) for c in columns):
+def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | None = None) -> CopyQuery | None:
+    """``COPY (…) TO STDOUT`` of the CSV rows of ``queryset`` in id order when :func:`copies` holds, else None
+    (rows go through Python).
+
+    Datetimes in clinic time: given ``time_zone``, the zone of every row's clinic, the COPY runs with the
+    session's TimeZone set to it (:func:`csv_copy_chunks`) and PostgreSQL writes each one in it, offset
+    included, with no conversion and no offset arithmetic per row. Otherwise each row is converted to its own
+    clinic's zone and its offset written from the difference to UTC."""
+    if not copies(columns):
         return None
     aliases: dict[str, F] = {}
     for i, column in enumerate(columns):
         aliases[f"c{i}"] = F(column.paths[0])
-        if column.kind == LOCAL:
+        if column.kind == LOCAL and time_zone is None:
             aliases[f"z{i}"] = F(column.paths[1])
     rows = queryset.order_by("pk").values(**aliases)
-    connection.ensure_connection()
-    # The server reports DateStyle with every change (no query): the casts need ISO, its default.
-    date_style = connection.connection.info.parameter_status("DateStyle") or ""
-    iso_dates = date_style.upper().startswith("ISO")
     cells = []
     for i, column in enumerate(columns):
         if column.kind == LOCAL:
-            cell = _sql_local_cell(f'q."c{i}"', f'q."w{i}"', f'q."o{i}"', iso_dates=iso_dates)
+            cell = _sql_iso(f'q."c{i}"') if time_zone else _sql_local_cell(f'q."c{i}"', f'q."w{i}"', f'q."o{i}"')
         else:
-            cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind, iso_dates=iso_dates)
+            cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind)
         if cell is None:
             return None
         cells.append(cell)
+    connection.ensure_connection()
     inner, params = rows.query.get_compiler(connection=connection).as_sql()
     inner = psycopg.ClientCursor(connection.connection).mogrify(inner, params)
     source = f"({inner}) q"
     local = [i for i, column in enumerate(columns) if column.kind == LOCAL]
-    if local:
+    if local and time_zone is None:
         walls = ", ".join(f'(q."c{i}" AT TIME ZONE q."z{i}") AS "w{i}"' for i in local)
-        offsets = ", ".join(f'(q."w{i}" - (q."c{i}" AT TIME ZONE \'UTC\')) AS "o{i}"' for i in local)
+        offsets = ", ".join(f'(q."w{i}" - (q."c{i}" AT TIME ZONE {_UTC})) AS "o{i}"' for i in local)
         # Each zone conversion once per row: OFFSET 0 keeps the layers as subqueries, so the planner does not
         # pull them up and repeat the conversion in every place the cell's expression uses it.
         source = f"(SELECT q.*, {offsets} FROM (SELECT q.*, {walls} FROM {source} OFFSET 0) q OFFSET 0) q"
-    return f"COPY (SELECT {', '.join(cells)} FROM {source}) TO STDOUT WITH (FORMAT csv)"
+    sql = f"COPY (SELECT {', '.join(cells)} FROM {source}) TO STDOUT WITH (FORMAT csv)"
+    return CopyQuery(sql, time_zone if local else None)
 
 
 def _crlf(data: bytes, in_quotes: bool) -> tuple[bytes, bool, int]:
@@ -718,37 +752,55 @@ def _crlf(data: bytes, in_quotes: bool) -> tuple[bytes, bool, int]:
     return b'"'.join(parts), in_quotes != ((len(parts) - 1) % 2 == 1), rows
 
 
-def csv_copy_chunks(sql: str, columns: Sequence[Column], counter: list[int]) -> Iterator[bytes]:
+def csv_copy_chunks(query: CopyQuery, columns: Sequence[Column], counter: list[int]) -> Iterator[bytes]:
     """The CSV export from ``COPY … TO STDOUT``: the same bytes as :func:`csv_chunks`, one query, constant
     memory (chunks of ``WRITE_CHUNK_ROWS`` rows). The query shows in Django's query log like any other.
 
     PostgreSQL sends a COPY message per row; ``b"".join(islice(copy, n))`` gathers ``n`` of them in C, so no
-    Python statement runs per row: the loop below turns once per chunk (issue 18)."""
+    Python statement runs per row: the loop below turns once per chunk (issue 18).
+
+    With ``query.time_zone`` the COPY runs in a transaction whose TimeZone is that zone (``set_config`` local
+    to it): a stream abandoned by the client rolls back, one read to its end sets the zone back before the
+    commit (so an enclosing transaction too goes on in the connection's own zone)."""
     writer = csv.writer(_Line(), lineterminator="\r\n")
     yield writer.writerow([column.name for column in columns]).encode()
     in_quotes = False
-    with connection.cursor() as cursor:
-        logged = cursor.debug_sql(sql) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
-        with logged, cursor.cursor.copy(sql) as copy:
+    zone = query.time_zone
+    with transaction.atomic() if zone else contextlib.nullcontext(), connection.cursor() as cursor:
+        if zone:
+            connection.ensure_connection()
+            own_zone = connection.connection.info.parameter_status("TimeZone") or connection.timezone_name
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+        logged = cursor.debug_sql(query.sql) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
+        with logged, cursor.cursor.copy(query.sql) as copy:
             rows = iter(copy)
             size = max(WRITE_CHUNK_ROWS, 1)
             while block := b"".join(islice(rows, size)):
                 out, in_quotes, ended = _crlf(block, in_quotes)
                 counter[0] += ended
                 yield out
+        if zone:
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", [own_zone])
 
 
 def export_stream(
     *, log: ExportLog, queryset: QuerySet, columns: Sequence[Column], context: ExportContext
 ) -> Iterator[bytes]:
     """The export's bytes, chunk by chunk. When the stream ends — finished, failed or abandoned by the
-    client — the log row gets its row count and end time (``completed`` only when every row went out)."""
+    client — the log row gets its row count and end time (``completed`` only when every row went out).
+
+    CSV goes through COPY when it can (:func:`copy_sql`); when the clinics in the export's scope (as logged)
+    share one time zone, its times are written in that zone without a conversion per row."""
     counter = [0]
     completed = False
     try:
-        sql = copy_sql(queryset, columns) if log.format == ExportFormat.CSV else None
-        if sql is not None:
-            yield from csv_copy_chunks(sql, columns, counter)
+        query = None
+        if log.format == ExportFormat.CSV and copies(columns):
+            local = any(column.kind == LOCAL for column in columns)
+            zone = scope_time_zone(log.clinic_ids) if local else None
+            query = copy_sql(queryset, columns, time_zone=zone)
+        if query is not None:
+            yield from csv_copy_chunks(query, columns, counter)
         else:
             rows = export_rows(queryset=queryset, columns=columns, context=context)
             chunks = csv_chunks if log.format == ExportFormat.CSV else ndjson_chunks

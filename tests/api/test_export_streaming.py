@@ -26,6 +26,9 @@ pytestmark = pytest.mark.django_db
 #: Token, the token user's lock-out check, clinics, permissions (user, groups), the log row, the cursor, the
 #: log's completion.
 QUERIES = 8
+#: CSV goes through COPY, the clinic's zone set for it: and the zone of the clinics in scope, the savepoint
+#: (a transaction outside tests) and its release, the zone set and set back.
+CSV_QUERIES = QUERIES + 5
 
 
 def add_readings(patient, first: int, last: int) -> None:
@@ -63,15 +66,16 @@ def test_exporting_200000_inr_readings_uses_constant_memory_and_queries(
 ):
     client = client_for(a.reporter)
     url = f"/api/v1/exports/inr-readings.{fmt}"
+    queries = CSV_QUERIES if fmt == "csv" else QUERIES
     consume(client, url)  # warm up: first-use imports and caches are not what is measured
 
     add_readings(a.patient, 1, small)
-    with django_assert_num_queries(QUERIES):
+    with django_assert_num_queries(queries):
         small_peak, small_queries, small_bytes = consume(client, url)
     assert ExportLog.objects.latest("pk").row_count == small + 2  # and the fixture's two readings
 
     add_readings(a.patient, small + 1, large)
-    with django_assert_num_queries(QUERIES):
+    with django_assert_num_queries(queries):
         large_peak, large_queries, large_bytes = consume(client, url)
     log = ExportLog.objects.latest("pk")
     assert log.row_count == large + 2 and log.completed
@@ -81,5 +85,5 @@ def test_exporting_200000_inr_readings_uses_constant_memory_and_queries(
         f"{large} rows → peak {large_peak / 1024:.0f} KiB, {large_queries} queries, {large_bytes} bytes"
     )
     assert large_bytes > 9 * small_bytes  # ten times the rows really went out
-    assert small_queries == large_queries == QUERIES
+    assert small_queries == large_queries == queries
     assert large_peak < 1.5 * small_peak + 256 * 1024, (small_peak, large_peak)
