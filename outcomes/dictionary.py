@@ -16,7 +16,7 @@ MRS_CODES = "; ".join(f"{grade} = {words}" for grade, words in definitions.MRS_G
 SITES = "; ".join(f"{code} = {label}" for code, label in definitions.BLEEDING_SITES.items())
 BOOLEAN = "true / false"
 #: Times are written in the record's clinic's zone (named in ``time_zone``), the fraction of a second without
-#: trailing zeros: 2026-01-05T09:30:00.5+01:00.
+#: trailing zeros: 2026-01-05 09:30:00.5+01 in CSV, 2026-01-05T09:30:00.5+01:00 in NDJSON.
 CLINIC_TIME = "ISO 8601 in the clinic's zone, with its UTC offset"
 ZONE = ("text", "", "IANA time zone", "The clinic's time zone, which the times are written in", "")
 PSEUDONYM = "HMAC-SHA256 of clinic id and MRN under the study's key (research exports)"

@@ -528,13 +528,32 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def iso_time(value: date) -> str:
-    """A date or datetime as the exports write it: ISO 8601 (``isoformat()``), the fraction of a second without
-    its trailing zeros (``2026-01-05T09:30:00.5+01:00``; none when zero), as PostgreSQL's JSON output writes
-    it (see :func:`copy_sql`)."""
+    """A date or datetime as the NDJSON exports write it: RFC 3339 (``isoformat()``), the fraction of a second
+    without its trailing zeros (``2026-01-05T09:30:00.5+01:00``; none when zero), as PostgreSQL's JSON output
+    writes it. CSV: :func:`csv_time`."""
     text = value.isoformat()
     if isinstance(value, datetime) and value.microsecond:
         return text[:26].rstrip("0") + text[26:]  # YYYY-MM-DDTHH:MM:SS.ffffff, then the offset
     return text
+
+
+def csv_time(value: date) -> str:
+    """A date or datetime as the CSV exports write it: PostgreSQL's own ISO output (DateStyle ISO), which
+    COPY writes at no cost (:func:`copy_sql`) — ``2026-01-05 09:30:00+01``, ``2026-01-05 09:30:00.5+05:30``:
+    ISO 8601 with a space between date and time (which spreadsheets read as a date and time), the offset in
+    hours, with minutes (and seconds) only when it has them, the fraction without trailing zeros. Dates as
+    ``2026-01-05``. (NDJSON keeps :func:`iso_time`, RFC 3339.)"""
+    if not isinstance(value, datetime):
+        return value.isoformat()
+    text = iso_time(value)
+    offset = value.utcoffset()
+    if offset is None:
+        return f"{text[:10]} {text[11:]}"
+    width = 9 if offset is not None and offset.seconds % 60 else 6  # ±HH:MM:SS or ±HH:MM
+    clock, zone = text[:-width], text[-width:]
+    if width == 6 and zone.endswith(":00"):
+        zone = zone[:-3]
+    return f"{clock[:10]} {clock[11:]}{zone}"
 
 
 def _csv_cell(value: Any, kind: str) -> Any:
@@ -543,7 +562,7 @@ def _csv_cell(value: Any, kind: str) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime | date):
-        return iso_time(value)
+        return csv_time(value)
     if kind == LIST:
         return ";".join(str(item) for item in value)
     if kind == TEXT and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
@@ -613,20 +632,13 @@ _STRING_TYPES = {"CharField", "TextField", "EmailField", "SlugField", "URLField"
 _SQL_FORMULA_CODES = ", ".join(str(ord(start)) for start in _FORMULA_STARTS)
 
 
-def _sql_iso(x: str) -> str:
-    """PostgreSQL's JSON text of a date or timestamp without its quotes: ISO 8601 whatever the DateStyle
-    (``2026-01-05``, ``2026-01-05T09:30:00.5``; a timestamp with time zone in the session's zone with its
-    offset, ``…+01:00``), the fraction without trailing zeros — :func:`iso_time`'s format. The only quotes
-    in it are the JSON string's: ``replace`` drops them at a third less than ``btrim`` (PostgreSQL 15)."""
-    return f"replace(to_json({x})::text, '\"', '')"
-
-
 _UTC = "'UTC'"
 
 
 def _sql_timestamp(x: str) -> str:
-    """:func:`iso_time` of the UTC value Django returns for a timestamp, whatever the session's zone."""
-    return f"{_sql_iso(f'({x} AT TIME ZONE {_UTC})')} || '+00:00'"
+    """:func:`csv_time` of the UTC value Django returns for a timestamp, whatever the session's zone (the COPY
+    runs with DateStyle ISO: :func:`csv_copy_chunks`)."""
+    return f"({x} AT TIME ZONE {_UTC})::text || '+00'"
 
 
 def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
@@ -638,8 +650,8 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
         return f"{x}::text"
     if internal == "DateTimeField":
         return _sql_timestamp(x)
-    if internal == "DateField":
-        return _sql_iso(x)
+    if internal == "DateField":  # DateStyle ISO
+        return f"{x}::text"
     if internal in _PLAIN_TYPES:  # COPY writes numbers as their ::text, NULL as an empty cell
         return x
     if internal in _STRING_TYPES:
@@ -649,22 +661,22 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     return None
 
 
-#: Offsets with seconds (local mean time, before standard zones) ended in 1972 (Africa/Monrovia): the test
-#: for them runs only on earlier times.
-_LAST_OFFSET_WITH_SECONDS = "timestamptz '1973-01-01 00:00+00'"
+def _sql_text(value: str) -> str:
+    """A string literal (standard_conforming_strings, PostgreSQL's default since 9.1)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
-def _sql_local_cell(x: str, wall: str, offset: str) -> str:
-    """SQL text of a datetime ``x`` in its clinic's zone (rows of several zones), as :func:`iso_time` writes
-    it (``2026-11-27T00:00:00+01:00``), from its wall clock there and its offset from UTC (an interval),
-    which :func:`copy_sql` computes once per row. An offset with seconds is written with them, as Python and
-    PostgreSQL do (``+00:53:28``)."""
+def _sql_local_cell(wall: str, offset: str) -> str:
+    """SQL text of a datetime in its clinic's zone (rows of several zones), as :func:`csv_time` writes it
+    (``2026-11-27 00:00:00+01``), from its wall clock there (text under DateStyle ISO) and its offset from UTC
+    (an interval), which :func:`copy_sql` computes once per row: hours, then minutes and seconds only when
+    the offset has them (``+05:30``, ``+00:53:28``), as PostgreSQL writes an offset."""
     size = f"CASE WHEN {offset} < interval '0' THEN -{offset} ELSE {offset} END"
-    seconds = (
-        f"CASE WHEN {x} < {_LAST_OFFSET_WITH_SECONDS} AND date_trunc('minute', {offset}) <> {offset} "
-        "THEN 'HH24:MI:SS' ELSE 'HH24:MI' END"
+    pattern = (
+        f"CASE WHEN date_trunc('hour', {offset}) = {offset} THEN 'HH24' "
+        f"WHEN date_trunc('minute', {offset}) = {offset} THEN 'HH24:MI' ELSE 'HH24:MI:SS' END"
     )
-    return f"{_sql_iso(wall)} || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || to_char({size}, {seconds})"
+    return f"{wall}::text || CASE WHEN {offset} < interval '0' THEN '-' ELSE '+' END || to_char({size}, {pattern})"
 
 
 @dataclass(frozen=True)
@@ -705,16 +717,24 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | 
     clinic's zone and its offset written from the difference to UTC."""
     if not copies(columns):
         return None
+    # One zone: a column of the clinics' zone itself is that zone, a constant (no join to the clinics for it).
+    zone_paths = {column.paths[1] for column in columns if column.kind == LOCAL} if time_zone else set()
     aliases: dict[str, F] = {}
     for i, column in enumerate(columns):
+        if column.paths[0] in zone_paths and column.kind == VALUE:
+            continue
         aliases[f"c{i}"] = F(column.paths[0])
         if column.kind == LOCAL and time_zone is None:
             aliases[f"z{i}"] = F(column.paths[1])
     rows = queryset.order_by("pk").values(**aliases)
     cells = []
     for i, column in enumerate(columns):
+        if f"c{i}" not in aliases:
+            cells.append(_sql_text(time_zone))
+            continue
         if column.kind == LOCAL:
-            cell = _sql_iso(f'q."c{i}"') if time_zone else _sql_local_cell(f'q."c{i}"', f'q."w{i}"', f'q."o{i}"')
+            # One zone: the session's (csv_copy_chunks), so PostgreSQL's own output is the cell.
+            cell = f'q."c{i}"::text' if time_zone else _sql_local_cell(f'q."w{i}"', f'q."o{i}"')
         else:
             cell = _sql_cell(f"c{i}", rows.query.annotations[f"c{i}"].output_field, column.kind)
         if cell is None:
@@ -759,18 +779,25 @@ def csv_copy_chunks(query: CopyQuery, columns: Sequence[Column], counter: list[i
     PostgreSQL sends a COPY message per row; ``b"".join(islice(copy, n))`` gathers ``n`` of them in C, so no
     Python statement runs per row: the loop below turns once per chunk (issue 18).
 
-    With ``query.time_zone`` the COPY runs in a transaction whose TimeZone is that zone (``set_config`` local
-    to it): a stream abandoned by the client rolls back, one read to its end sets the zone back before the
-    commit (so an enclosing transaction too goes on in the connection's own zone)."""
+    The COPY runs in a transaction with DateStyle ISO (the cells are PostgreSQL's own text of dates and
+    times: :func:`csv_time`) and, with ``query.time_zone``, TimeZone that zone — both ``set_config`` local
+    to it: a stream abandoned by the client rolls back, one read to its end sets them back before the commit
+    (so an enclosing transaction too goes on with the connection's own settings)."""
     writer = csv.writer(_Line(), lineterminator="\r\n")
     yield writer.writerow([column.name for column in columns]).encode()
     in_quotes = False
     zone = query.time_zone
-    with transaction.atomic() if zone else contextlib.nullcontext(), connection.cursor() as cursor:
-        if zone:
-            connection.ensure_connection()
-            own_zone = connection.connection.info.parameter_status("TimeZone") or connection.timezone_name
-            cursor.execute("SELECT set_config('TimeZone', %s, true)", [zone])
+    with transaction.atomic(), connection.cursor() as cursor:
+        connection.ensure_connection()
+        status = connection.connection.info.parameter_status
+        own = {
+            "DateStyle": status("DateStyle") or "ISO, MDY",
+            "TimeZone": status("TimeZone") or connection.timezone_name,
+        }
+        cursor.execute(
+            "SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('TimeZone', %s, true)",
+            [zone or own["TimeZone"]],
+        )
         logged = cursor.debug_sql(query.sql) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
         with logged, cursor.cursor.copy(query.sql) as copy:
             rows = iter(copy)
@@ -779,8 +806,10 @@ def csv_copy_chunks(query: CopyQuery, columns: Sequence[Column], counter: list[i
                 out, in_quotes, ended = _crlf(block, in_quotes)
                 counter[0] += ended
                 yield out
-        if zone:
-            cursor.execute("SELECT set_config('TimeZone', %s, true)", [own_zone])
+        cursor.execute(
+            "SELECT set_config('DateStyle', %s, true), set_config('TimeZone', %s, true)",
+            [own["DateStyle"], own["TimeZone"]],
+        )
 
 
 def export_stream(

@@ -23,6 +23,7 @@ from reporting.exports import (
     copy_sql,
     csv_chunks,
     csv_copy_chunks,
+    csv_time,
     export_rows,
     export_start,
     iso_time,
@@ -82,6 +83,41 @@ def test_the_python_format_is_postgres_json_format(zone):
     ]
 
 
+def test_csv_times_are_postgres_own_iso_output():
+    berlin = ZoneInfo("Europe/Berlin")
+    assert csv_time(datetime(2026, 1, 5, 9, 30, tzinfo=berlin)) == "2026-01-05 09:30:00+01"
+    assert csv_time(datetime(2026, 7, 5, 9, 30, 0, 500000, tzinfo=berlin)) == "2026-07-05 09:30:00.5+02"
+    assert csv_time(datetime(2026, 1, 5, 9, 30, 0, 1, tzinfo=UTC)) == "2026-01-05 09:30:00.000001+00"
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    assert csv_time(datetime(2026, 1, 5, 9, 30, 0, 120000, tzinfo=kolkata)) == "2026-01-05 09:30:00.12+05:30"
+    west = timezone(-timedelta(hours=3, minutes=30))
+    assert csv_time(datetime(2026, 1, 5, 9, 30, tzinfo=west)) == "2026-01-05 09:30:00-03:30"
+    lmt = datetime(1890, 1, 5, 8, 30, 0, 1, tzinfo=UTC).astimezone(berlin)
+    assert csv_time(lmt) == "1890-01-05 09:23:28.000001+00:53:28"
+    assert csv_time(date(2026, 1, 5)) == "2026-01-05"
+    # what Python reads back is the same instant
+    assert datetime.fromisoformat(csv_time(lmt)) == lmt
+
+
+def _postgres_text(value: datetime, zone: str) -> str:
+    """PostgreSQL's text of ``value`` under DateStyle ISO in the session zone ``zone`` (this transaction only)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('TimeZone', %s, true), %s::timestamptz::text",
+            [zone, value],
+        )
+        text = cursor.fetchone()[2]
+        cursor.execute("SELECT set_config('TimeZone', 'UTC', true)")
+    return text
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Asia/Kolkata"])
+def test_the_csv_format_is_postgres_text_format(zone):
+    assert [csv_time(instant.astimezone(ZoneInfo(zone))) for instant in INSTANTS] == [
+        _postgres_text(instant, zone) for instant in INSTANTS
+    ]
+
+
 def _records(zones: tuple[str, ...]) -> None:
     """A patient per zone (the first with a formula MRN and a quoted name, and one without MRN nor name) and
     readings at INSTANTS with every kind of note, the patients' own times moved to INSTANTS too."""
@@ -113,13 +149,13 @@ def test_copy_csv_equals_the_python_csv(dataset, zones, date_style):
     python_count, copy_count = [0], [0]
     rows = export_rows(queryset=queryset, columns=columns, context=ExportContext(key=None, today=None))
     expected = b"".join(csv_chunks(rows, columns, python_count))
-    assert b".5+01:00" in expected or b".5-04:00" in expected  # fractions without trailing zeros
+    assert b".5+01," in expected or b".5-04," in expected  # fractions without trailing zeros
 
     zone = scope_time_zone(None)  # an administrator's scope: every clinic
     assert zone == (zones[0] if len(zones) == 1 else None)
     iso_sql = copy_sql(queryset, columns, time_zone=zone)
-    # Dates and times come from to_json, whatever the DateStyle: under "SQL, DMY" a cast to text would write
-    # 29.03.2026 01:00:00 CEST.
+    # The COPY's transaction sets DateStyle ISO whatever the session's: under "SQL, DMY" a cast to text would
+    # write 29.03.2026 01:00:00 CEST.
     with connection.cursor() as cursor:
         cursor.execute(f"SET DateStyle = '{date_style}'")
     assert connection.connection.info.parameter_status("DateStyle") == date_style
@@ -132,9 +168,11 @@ def test_copy_csv_equals_the_python_csv(dataset, zones, date_style):
     got = b"".join(csv_copy_chunks(query, columns, copy_count))
     assert got == expected
     assert copy_count == python_count == [len(NOTES) if dataset == "inr-readings" else Patient.objects.count()]
-    with connection.cursor() as cursor:  # the zone was local to the COPY's transaction
+    with connection.cursor() as cursor:  # the zone and DateStyle were local to the COPY's transaction
         cursor.execute("SHOW TimeZone")
         assert cursor.fetchone()[0] == "UTC"
+        cursor.execute("SHOW DateStyle")
+        assert cursor.fetchone()[0] == date_style
 
 
 def test_computed_columns_fall_back_to_python():
@@ -153,10 +191,11 @@ def test_clinics_in_one_zone_export_in_the_session_s_zone(a):
         body = b"".join(response.streaming_content).decode()
     zone = a.patient.clinic.time_zone
     sqls = [query["sql"] for query in queries.captured_queries]
-    assert f"SELECT set_config('TimeZone', '{zone}', true)" in sqls
+    assert f"SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('TimeZone', '{zone}', true)" in sqls
     [copy] = _copy_queries(queries)
-    assert "AT TIME ZONE" not in copy and "replace(to_json(" in copy
-    assert iso_time(a.readings[0].drawn_at.astimezone(ZoneInfo(zone))) in body
+    assert "AT TIME ZONE" not in copy and 'q."c5"::text' in copy  # drawn_at: PostgreSQL's own text
+    assert '"patients_clinic"' not in copy and f"'{zone}'" in copy  # the zone column a constant: no join
+    assert csv_time(a.readings[0].drawn_at.astimezone(ZoneInfo(zone))) in body
     assert ExportLog.objects.latest("pk").completed
 
 
@@ -168,13 +207,13 @@ def test_clinics_in_several_zones_convert_each_row(a):
     with CaptureQueriesContext(connection) as queries:
         response = client_for(both).get("/api/v1/exports/inr-readings.csv")
         body = b"".join(response.streaming_content).decode()
-    assert not [query for query in queries.captured_queries if "set_config" in query["sql"]]
+    assert not [query for query in queries.captured_queries if "set_config('TimeZone', 'Asia" in query["sql"]]
     [copy] = _copy_queries(queries)
     assert 'AT TIME ZONE q."z' in copy
     reading.refresh_from_db()
-    assert reading.drawn_at == INSTANTS[2] and "2026-03-08T12:29:59.123456+05:30" in body
+    assert reading.drawn_at == INSTANTS[2] and "2026-03-08 12:29:59.123456+05:30" in body
     paris = ZoneInfo(a.patient.clinic.time_zone)
-    assert iso_time(a.readings[0].drawn_at.astimezone(paris)) in body
+    assert csv_time(a.readings[0].drawn_at.astimezone(paris)) in body
 
 
 @pytest.mark.parametrize(
