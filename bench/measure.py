@@ -505,7 +505,16 @@ class _UrgentProbe:
         from scheduling.models import FollowUp
 
         self.sink = sink
-        self.patients = list(Patient.objects.filter(active=True).select_related("clinic").order_by("-pk")[:200])
+        from bench.hl7 import CLINIC_NAME
+
+        # The generated network's patients (whose clinics' alert addresses the sink knows), not the HL7 clinic's
+        # that an earlier run created after them.
+        self.patients = list(
+            Patient.objects.filter(active=True)
+            .exclude(clinic__name=CLINIC_NAME)
+            .select_related("clinic")
+            .order_by("-pk")[:200]
+        )
         self.next = 0
         self.readings: list[int] = []
         self.follow_up_max = FollowUp.objects.order_by("-pk").values_list("pk", flat=True).first() or 0

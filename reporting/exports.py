@@ -549,7 +549,7 @@ def csv_time(value: date) -> str:
     offset = value.utcoffset()
     if offset is None:
         return f"{text[:10]} {text[11:]}"
-    width = 9 if offset is not None and offset.seconds % 60 else 6  # ±HH:MM:SS or ±HH:MM
+    width = 9 if offset.seconds % 60 else 6  # ±HH:MM:SS or ±HH:MM
     clock, zone = text[:-width], text[-width:]
     if width == 6 and zone.endswith(":00"):
         zone = zone[:-3]
@@ -661,11 +661,6 @@ def _sql_cell(alias: str, field: Any, kind: str) -> str | None:
     return None
 
 
-def _sql_text(value: str) -> str:
-    """A string literal (standard_conforming_strings, PostgreSQL's default since 9.1)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _sql_local_cell(wall: str, offset: str) -> str:
     """SQL text of a datetime in its clinic's zone (rows of several zones), as :func:`csv_time` writes it
     (``2026-11-27 00:00:00+01``), from its wall clock there (text under DateStyle ISO) and its offset from UTC
@@ -727,10 +722,12 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | 
         if column.kind == LOCAL and time_zone is None:
             aliases[f"z{i}"] = F(column.paths[1])
     rows = queryset.order_by("pk").values(**aliases)
+    connection.ensure_connection()
+    literal = psycopg.ClientCursor(connection.connection).mogrify
     cells = []
     for i, column in enumerate(columns):
         if f"c{i}" not in aliases:
-            cells.append(_sql_text(time_zone))
+            cells.append(literal("%s", [time_zone]))
             continue
         if column.kind == LOCAL:
             # One zone: the session's (csv_copy_chunks), so PostgreSQL's own output is the cell.
@@ -740,9 +737,8 @@ def copy_sql(queryset: QuerySet, columns: Sequence[Column], *, time_zone: str | 
         if cell is None:
             return None
         cells.append(cell)
-    connection.ensure_connection()
     inner, params = rows.query.get_compiler(connection=connection).as_sql()
-    inner = psycopg.ClientCursor(connection.connection).mogrify(inner, params)
+    inner = literal(inner, params)
     source = f"({inner}) q"
     local = [i for i, column in enumerate(columns) if column.kind == LOCAL]
     if local and time_zone is None:
