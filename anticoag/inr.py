@@ -518,7 +518,18 @@ _REPORT_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; "
 #: function (a patient has one reading per instant: the unique constraint, so nothing to merge), the days of
 #: each interval in exact microseconds, intervals longer than the gap left out of both sums, the in-range
 #: fraction of a changing INR where the interpolated line crosses the bounds, a constant INR all or nothing.
-_TTR_SQL = """
+#: The days in range of one interval (``days`` from the INR ``pv`` to ``v``), as ``in_range``: shared by
+#: :data:`_TTR_SQL` and the dashboard's snapshot (:mod:`anticoag.ttr_snapshot`).
+TTR_DAYS_IN_RANGE_SQL = """days <= %(gap)s AS used,
+           CASE WHEN days IS NULL OR days > %(gap)s THEN 0.0
+                WHEN pv = v THEN CASE WHEN (%(inclusive)s AND v BETWEEN %(lo)s AND %(hi)s)
+                                        OR (NOT %(inclusive)s AND v > %(lo)s AND v < %(hi)s)
+                                      THEN days ELSE 0.0 END
+                ELSE GREATEST(0.0, LEAST(1.0, GREATEST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))
+                                   - GREATEST(0.0, LEAST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))) * days
+           END AS in_range"""
+
+_TTR_SQL = f"""
 WITH r AS (
     SELECT i.patient_id, p.mrn, i.value::float8 AS v,
            lag(i.value::float8) OVER w AS pv,
@@ -527,14 +538,7 @@ WITH r AS (
     WHERE p.clinic_id = %(clinic)s AND i.drawn_at >= %(low)s AND i.drawn_at < %(high)s
     WINDOW w AS (PARTITION BY i.patient_id ORDER BY i.drawn_at)
 ), iv AS (
-    SELECT patient_id, mrn, days, days <= %(gap)s AS used,
-           CASE WHEN days IS NULL OR days > %(gap)s THEN 0.0
-                WHEN pv = v THEN CASE WHEN (%(inclusive)s AND v BETWEEN %(lo)s AND %(hi)s)
-                                        OR (NOT %(inclusive)s AND v > %(lo)s AND v < %(hi)s)
-                                      THEN days ELSE 0.0 END
-                ELSE GREATEST(0.0, LEAST(1.0, GREATEST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))
-                                   - GREATEST(0.0, LEAST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))) * days
-           END AS in_range
+    SELECT patient_id, mrn, days, {TTR_DAYS_IN_RANGE_SQL}
     FROM r
 )
 SELECT patient_id, min(mrn), count(*),

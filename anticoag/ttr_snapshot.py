@@ -40,7 +40,7 @@ LOCK_KEY = 18_0018
 #: The rows of a snapshot: per patient of the given clinics (or only ``patients`` when not NULL), the TTR sums
 #: over the clinic's period (the arithmetic of :data:`anticoag.inr._TTR_SQL`) and the warfarin patients' last
 #: INR (the rule of :data:`anticoag.inr._WARFARIN_SQL`), joined into one row per patient.
-_ROWS_SQL = """
+_ROWS_SQL = f"""
 WITH b AS (
     SELECT * FROM unnest(%(clinics)s::bigint[], %(lows)s::timestamptz[], %(highs)s::timestamptz[],
                          %(days)s::date[], %(untils)s::timestamptz[]) AS b(clinic_id, low, high, as_of_day, until)
@@ -55,14 +55,7 @@ WITH b AS (
           AND (%(patients)s::bigint[] IS NULL OR i.patient_id = ANY(%(patients)s::bigint[]))
     WINDOW w AS (PARTITION BY i.patient_id ORDER BY i.drawn_at)
 ), iv AS (
-    SELECT patient_id, clinic_id, days, days <= %(gap)s AS used,
-           CASE WHEN days IS NULL OR days > %(gap)s THEN 0.0
-                WHEN pv = v THEN CASE WHEN (%(inclusive)s AND v BETWEEN %(lo)s AND %(hi)s)
-                                        OR (NOT %(inclusive)s AND v > %(lo)s AND v < %(hi)s)
-                                      THEN days ELSE 0.0 END
-                ELSE GREATEST(0.0, LEAST(1.0, GREATEST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))
-                                   - GREATEST(0.0, LEAST((%(lo)s - pv) / (v - pv), (%(hi)s - pv) / (v - pv)))) * days
-           END AS in_range
+    SELECT patient_id, clinic_id, days, {inr.TTR_DAYS_IN_RANGE_SQL}
     FROM r
 ), t AS (
     SELECT patient_id, min(clinic_id) AS clinic_id, count(*) AS readings,
