@@ -689,17 +689,22 @@ _TTRS_SQL = (
 #: :func:`_warfarin_patients` for several clinics at once, set-based: each patient's latest decision from one
 #: ``DISTINCT ON`` over the clinics' decisions (instead of three correlated subqueries per patient) and the
 #: last INR before ``until`` from one backward probe of the (patient, time) index per warfarin patient.
-_WARFARIN_SQL = """
-WITH b AS (
-    SELECT * FROM unnest(%(clinics)s::int[], %(days)s::date[], %(untils)s::timestamptz[]) AS b(clinic_id, as_of_day, until)
-), latest AS (
+#: Each patient's latest plan decision (agent, end) in the clinics ``clinics`` (only ``patients`` when not NULL):
+#: shared with the dashboard's snapshot (:mod:`anticoag.ttr_snapshot`).
+LATEST_DECISIONS_SQL = """
     SELECT DISTINCT ON (e.patient_id) e.patient_id, d.agent, d.end_on
     FROM anticoag_plandecision d
          JOIN anticoag_plan pl ON pl.id = d.plan_id
          JOIN patients_cvtepisode e ON e.id = pl.episode_id
          JOIN patients_patient p ON p.id = e.patient_id
-    WHERE p.clinic_id = ANY(%(clinics)s)
-    ORDER BY e.patient_id, d.decided_at DESC, d.id DESC
+    WHERE p.clinic_id = ANY(%(clinics)s::bigint[])
+          AND (%(patients)s::bigint[] IS NULL OR e.patient_id = ANY(%(patients)s::bigint[]))
+    ORDER BY e.patient_id, d.decided_at DESC, d.id DESC"""
+
+_WARFARIN_SQL = f"""
+WITH b AS (
+    SELECT * FROM unnest(%(clinics)s::int[], %(days)s::date[], %(untils)s::timestamptz[]) AS b(clinic_id, as_of_day, until)
+), latest AS ({LATEST_DECISIONS_SQL}
 )
 SELECT p.id, p.clinic_id, p.mrn,
        (SELECT max(i.drawn_at) FROM anticoag_inrreading i WHERE i.patient_id = p.id AND i.drawn_at < b.until)
@@ -751,6 +756,7 @@ def clinic_ttr_reports(
         "days": [bounds[c][4] for c in clinics],
         "untils": [bounds[c][3] for c in clinics],
         "warfarin": Agent.WARFARIN,
+        "patients": None,
     }
     per_patient: dict[int, list[dict[str, Any]]] = {c: [] for c in clinics}
     on_warfarin: dict[int, list[dict[str, Any]]] = {c: [] for c in clinics}

@@ -61,15 +61,7 @@ WITH b AS (
     SELECT patient_id, min(clinic_id) AS clinic_id, count(*) AS readings,
            COALESCE(sum(in_range), 0.0) AS in_range, COALESCE(sum(days) FILTER (WHERE used), 0.0) AS total
     FROM iv GROUP BY patient_id
-), latest AS (
-    SELECT DISTINCT ON (e.patient_id) e.patient_id, d.agent, d.end_on
-    FROM anticoag_plandecision d
-         JOIN anticoag_plan pl ON pl.id = d.plan_id
-         JOIN patients_cvtepisode e ON e.id = pl.episode_id
-         JOIN patients_patient p ON p.id = e.patient_id
-    WHERE p.clinic_id = ANY(%(clinics)s::bigint[])
-          AND (%(patients)s::bigint[] IS NULL OR e.patient_id = ANY(%(patients)s::bigint[]))
-    ORDER BY e.patient_id, d.decided_at DESC, d.id DESC
+), latest AS ({inr.LATEST_DECISIONS_SQL}
 ), w AS (
     SELECT p.id AS patient_id, p.clinic_id,
            (SELECT max(i.drawn_at) FROM anticoag_inrreading i WHERE i.patient_id = p.id AND i.drawn_at < b.until)
