@@ -20,7 +20,7 @@ from anticoag.inr import clinic_today
 from anticoag.models import Plan, PlanDecision, PlanStatus
 from patients.choices import Sinus
 from patients.models import CvtEpisode, Patient
-from scheduling.follow_ups import AUTO_CANCEL_NOTE, _urgent_alert, follow_up_complete, outcome_review_key
+from scheduling.follow_ups import _urgent_alert, cancel_scheduled, follow_up_complete, outcome_review_key
 from scheduling.models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization
 
 from . import definitions, statistics
@@ -279,13 +279,10 @@ def _close_care_at_death(event: ClinicalEvent) -> int:
     if patient.active:
         patient.active = False
         patient.save(update_fields=["active", "updated_at"])
-    note = f"{AUTO_CANCEL_NOTE} the patient died on {event.occurred_on.isoformat()}."
-    items = list(FollowUp.objects.select_for_update().filter(patient_id=patient.pk, status=FollowUpStatus.SCHEDULED))
-    for item in items:
-        item.status = FollowUpStatus.CANCELLED
-        item.result_note = note
-        item.save(update_fields=["status", "result_note", "updated_at"])
-    return len(items)
+    return cancel_scheduled(
+        FollowUp.objects.select_for_update().filter(patient_id=patient.pk, status=FollowUpStatus.SCHEDULED),
+        f"the patient died on {event.occurred_on.isoformat()}.",
+    )
 
 
 def event_needs_alert(event: ClinicalEvent) -> bool:

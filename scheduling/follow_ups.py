@@ -36,6 +36,20 @@ from .models import FollowUp, FollowUpKind, FollowUpStatus, Recanalization, Remi
 #: Prefix of ``result_note`` on items a generator cancelled (and may therefore reopen).
 AUTO_CANCEL_NOTE = "Cancelled automatically:"
 
+
+def cancel_scheduled(items, because) -> int:
+    """Cancel each of ``items`` (scheduled follow-ups) with ``AUTO_CANCEL_NOTE`` and the reason ``because``
+    (text, or a function of the item giving it), each by its own save so that it is audited. Returns how many."""
+    count = 0
+    for item in items:
+        reason = because(item) if callable(because) else because
+        item.status = FollowUpStatus.CANCELLED
+        item.result_note = f"{AUTO_CANCEL_NOTE} {reason}"
+        item.save(update_fields=["status", "result_note", "updated_at"])
+        count += 1
+    return count
+
+
 #: Reference §4 "Beyond 6 months, imaging only when it would change treatment (CSBP2024)".
 NO_THIRD_SCAN_NOTE = (
     "No further venous imaging scheduled automatically: beyond 6 months, imaging only when it would change "
@@ -263,11 +277,13 @@ def follow_ups_sync_for_plan(*, plan: Plan) -> list[FollowUp]:
         stale = FollowUp.objects.filter(
             episode=episode, kind__in=gone, status=FollowUpStatus.SCHEDULED, key__startswith=f"ep{episode.pk}:"
         )
-        for item in stale:
-            reason = _GONE_BECAUSE.get(item.kind, "the plan no longer includes it")
-            item.status = FollowUpStatus.CANCELLED
-            item.result_note = f"{AUTO_CANCEL_NOTE} {reason} (plan recomputed {timezone.localdate().isoformat()})."
-            item.save(update_fields=["status", "result_note", "updated_at"])
+        recomputed = timezone.localdate().isoformat()
+        cancel_scheduled(
+            stale,
+            lambda item: (
+                f"{_GONE_BECAUSE.get(item.kind, 'the plan no longer includes it')} (plan recomputed {recomputed})."
+            ),
+        )
     items += outcome_reviews_sync(episode=episode)
     return sorted((i for i in items if i.status != FollowUpStatus.CANCELLED), key=lambda i: (i.due_on, i.pk))
 
@@ -622,10 +638,7 @@ def inr_follow_up_for_medication(*, medication: PatientMedication) -> list[Follo
     stale = FollowUp.objects.filter(
         key__startswith=_medication_key_prefix(medication), status=FollowUpStatus.SCHEDULED
     ).exclude(pk__in=[i.pk for i in items])
-    for item in stale:
-        item.status = FollowUpStatus.CANCELLED
-        item.result_note = f"{AUTO_CANCEL_NOTE} the medicine's start or stop date was corrected."
-        item.save(update_fields=["status", "result_note", "updated_at"])
+    cancel_scheduled(stale, "the medicine's start or stop date was corrected.")
     return items
 
 
@@ -750,10 +763,7 @@ def procedure_follow_ups_sync(*, procedure) -> list[FollowUp]:
         .exclude(pk__in=[item.pk for item in kept])
         .select_for_update()
     )
-    for item in stale:
-        item.status = FollowUpStatus.CANCELLED
-        item.result_note = f"{AUTO_CANCEL_NOTE} {reason} ({timezone.localdate().isoformat()})."
-        item.save(update_fields=["status", "result_note", "updated_at"])
+    cancel_scheduled(stale, f"{reason} ({timezone.localdate().isoformat()}).")
     return [item for item in kept if item.status == FollowUpStatus.SCHEDULED]
 
 
