@@ -714,6 +714,20 @@ ORDER BY p.id
 """
 
 
+def report_bounds(
+    periods: Sequence[tuple[Clinic, date | datetime, date | datetime, date | datetime]],
+) -> dict[int, tuple[datetime, datetime, date | datetime, datetime, date]]:
+    """Per clinic of ``(clinic, start, end, as_of)``: the period's instants (low, high) in the clinic's zone,
+    ``as_of`` as given, the instant lost to follow-up is judged before (``until``) and that instant's day."""
+    bounds = {}
+    for clinic, start, end, as_of in periods:
+        zone = clinic_zone(clinic)
+        low, high = _period(start, end, zone)
+        until = _upper_bound(as_of, zone)
+        bounds[clinic.pk] = (low, high, as_of, until, (until - timedelta(microseconds=1)).astimezone(zone).date())
+    return bounds
+
+
 def clinic_ttr_reports(
     *, periods: Sequence[tuple[Clinic, date | datetime, date | datetime, date | datetime]], snapshot: bool = False
 ) -> dict[int, dict[str, Any]]:
@@ -733,12 +747,7 @@ def clinic_ttr_reports(
     if not periods:
         return {}
     policy = monitoring_policy()
-    bounds = {}
-    for clinic, start, end, as_of in periods:
-        zone = clinic_zone(clinic)
-        low, high = _period(start, end, zone)
-        until = _upper_bound(as_of, zone)
-        bounds[clinic.pk] = (low, high, as_of, until, (until - timedelta(microseconds=1)).astimezone(zone).date())
+    bounds = report_bounds(periods)
     clinics = list(bounds)
     ttr_params = {
         "clinics": clinics,

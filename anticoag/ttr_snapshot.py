@@ -133,12 +133,7 @@ def snapshot_reports(
         return {}
     policy = inr.monitoring_policy()
     key = _policy_key(policy)
-    bounds: dict[int, tuple] = {}
-    for clinic, start, end, as_of in periods:
-        zone = inr.clinic_zone(clinic)
-        low, high = inr._period(start, end, zone)
-        until = inr._upper_bound(as_of, zone)
-        bounds[clinic.pk] = (low, high, as_of, until, (until - timedelta(microseconds=1)).astimezone(zone).date())
+    bounds = inr.report_bounds(periods)
     clinics = sorted(bounds)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(inr._REPORT_SETTINGS)

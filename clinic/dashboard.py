@@ -280,8 +280,9 @@ def refresh_quality_snapshots(clinics: list[Clinic] | None = None) -> int:
 def ttr_and_lost(*, days: list[ClinicDay], limit: int = LIST_LIMIT) -> dict[str, Any]:
     """The clinics' TTR distribution (last 6 months) and the warfarin patients lost to follow-up.
 
-    :func:`anticoag.inr.clinic_ttr_reports` for all the clinics (two queries on PostgreSQL: one scan of the
-    readings, not one per clinic), then one query for the lost patients' pages."""
+    :func:`anticoag.inr.clinic_ttr_reports` for all the clinics, from the quality snapshots on PostgreSQL
+    (:mod:`anticoag.ttr_snapshot`: only what changed is computed again), then one query for the lost
+    patients' pages."""
     bins = [0] * 10
     ttrs: list[float] = []
     clinics: list[dict[str, Any]] = []
