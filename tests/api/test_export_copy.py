@@ -191,9 +191,13 @@ def test_clinics_in_one_zone_export_in_the_session_s_zone(a):
         body = b"".join(response.streaming_content).decode()
     zone = a.patient.clinic.time_zone
     sqls = [query["sql"] for query in queries.captured_queries]
-    assert f"SELECT set_config('DateStyle', 'ISO, MDY', true), set_config('TimeZone', '{zone}', true)" in sqls
+    assert (
+        "SELECT current_setting('jit'), set_config('DateStyle', 'ISO, MDY', true), "
+        f"set_config('TimeZone', '{zone}', true), set_config('jit', 'off', true)"
+    ) in sqls
     [copy] = _copy_queries(queries)
-    assert "AT TIME ZONE" not in copy and 'q."c5"::text' in copy  # drawn_at: PostgreSQL's own text
+    # drawn_at: COPY's own text of the value, no conversion and no cast
+    assert "AT TIME ZONE" not in copy and 'q."c5",' in copy and 'q."c5"::' not in copy
     assert '"patients_clinic"' not in copy and f"'{zone}'" in copy  # the zone column a constant: no join
     assert csv_time(a.readings[0].drawn_at.astimezone(ZoneInfo(zone))) in body
     assert ExportLog.objects.latest("pk").completed
@@ -226,6 +230,9 @@ def test_an_abandoned_stream_rolls_back_and_is_logged_unfinished(a, outer):
 
     add_readings(a.patient, 1, 1198)
     assert connection.in_atomic_block == outer
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        jit = cursor.fetchone()[0]
     dataset = DATASETS["inr-readings"]
     log, stream = export_start(
         user=a.reporter, dataset=dataset, fmt="csv", pseudonymised=False, filters={},
@@ -242,6 +249,8 @@ def test_an_abandoned_stream_rolls_back_and_is_logged_unfinished(a, outer):
     with connection.cursor() as cursor:
         cursor.execute("SHOW TimeZone")
         assert cursor.fetchone()[0] == "UTC"
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == jit
         cursor.execute("SELECT count(*) FROM anticoag_inrreading")
         assert cursor.fetchone()[0] == 1200
     log.refresh_from_db()
