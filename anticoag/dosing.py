@@ -52,7 +52,7 @@ def dose_schedule(*, clinic: Clinic, weekly_mg: Decimal | float | str) -> dict[s
     return tablet_rules.weekly_schedule(weekly_mg=weekly_mg, tablets=clinic_tablets(clinic)).as_dict()
 
 
-def dose_suggestion_for_patient(*, patient: Patient) -> dict[str, Any] | None:
+def dose_suggestion_for_patient(*, patient: Patient, advice: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The suggestion for the patient's latest INR, in tablets; ``None`` without an INR.
 
     Keys: ``reading_id``, ``latest_inr``, ``latest_drawn_on``, ``current_weekly_mg`` (the dose before this
@@ -60,8 +60,12 @@ def dose_suggestion_for_patient(*, patient: Patient) -> dict[str, Any] | None:
     achievable with the tablets; ``None`` when there is no current dose to adjust), ``change_percent``,
     ``hold_doses``, ``hold_until``, ``next_test_on``, ``schedule``, ``guardrail_percent``, ``guardrail_applied``,
     ``dose_rule``, ``next_test_rule``, ``sources``, ``decided`` (the dose record answering this INR, if any).
+
+    ``advice``: the patient's :func:`~anticoag.inr.inr_advice_for_patient` as at now when the caller has it
+    already (the patient page), so it is not read twice.
     """
-    advice = inr_advice_for_patient(patient=patient)
+    if advice is None:
+        advice = inr_advice_for_patient(patient=patient)
     if advice is None:
         return None
     decided = (

@@ -308,7 +308,9 @@ class PatientPageAdmin(PatientListColumns, PatientAdmin):
         page["procedures_section"] = procedure_patient_page_context(request=request, patient=patient)
         page["current_medicines"] = current_medicines_context(patient=patient)  # rules revision 2 (§5a)
         page["outcomes"] = outcomes_page_context(request=request, patient=patient, context=context)
-        return {"patient_page": page, "patient_obj": patient, **patient_dosing_context(request, patient, context)}
+        # The page's INR advice, read once for the summary and the dose suggestion.
+        dosing = patient_dosing_context(request, patient, context, advice=page["summary"]["advice"])
+        return {"patient_page": page, "patient_obj": patient, **dosing}
 
     def _patient_or_404(self, request: HttpRequest, object_id: str) -> Patient:
         return get_object_or_404(self.get_queryset(request), pk=unquote(object_id))

@@ -95,9 +95,12 @@ def _history(patient: Patient) -> list[dict[str, Any]]:
     ]
 
 
-def patient_dosing_context(request: HttpRequest, patient: Patient, context: dict) -> dict[str, Any]:
-    """The template context of ``clinic/patient_dosing.html`` for the patient page."""
-    suggestion = dose_suggestion_for_patient(patient=patient)
+def patient_dosing_context(
+    request: HttpRequest, patient: Patient, context: dict, *, advice: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The template context of ``clinic/patient_dosing.html`` for the patient page (``advice``: the patient's
+    INR advice as at now, when the page has read it already)."""
+    suggestion = dose_suggestion_for_patient(patient=patient, advice=advice)
     can_decide = request.user.has_perm("anticoag.add_warfarindose")
     form = context.get("dose_form")
     if form is None and suggestion is not None and can_decide:
