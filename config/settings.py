@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "reporting",
     "interfaces",
     "outcomes",
+    "django.forms",  # the built-in widget templates, for FORM_RENDERER below
 ]
 
 MIDDLEWARE = [
@@ -139,9 +140,14 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% html_attrs %}: widget attributes written in Python (templates/django/forms/, issue 18)
+            "builtins": ["clinic.templatetags.html_attrs"],
         },
     },
 ]
+# Forms render with the templates above, so the project's widget templates (templates/django/forms/) take the
+# place of Django's own; the rest come from the "django.forms" app.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 # --- Database -------------------------------------------------------------------------------------------
 # DATABASE_URL, e.g. postgres://user:pass@host:5432/anticoag. In debug mode SQLite in var/ is the default.
