@@ -31,4 +31,4 @@ def html_attrs(attrs: Mapping[str, Any] | None) -> SafeString:
             parts.append(f" {conditional_escape(name)}")
         else:
             parts.append(f' {conditional_escape(name)}="{conditional_escape(value)}"')
-    return mark_safe("".join(parts))  # noqa: S308 - every part escaped above
+    return mark_safe("".join(parts))  # every part escaped above
