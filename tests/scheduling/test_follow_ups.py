@@ -359,3 +359,38 @@ def test_warfarin_patients_get_no_renal_schedule(clinic, doctor):
     LabResultFactory(patient=episode.patient, serum_creatinine=Decimal("3.00"), drawn_on=timezone.localdate())
     assert not FollowUp.objects.filter(kind=FollowUpKind.RENAL_FUNCTION).exists()
     assert not Reminder.objects.exists()
+
+
+@pytest.mark.django_db
+def test_open_items_due_dates_are_an_indexed_expression_the_dashboard_filters_on():
+    """The dashboard's work table filters on open_due_on(), the expression followup_open_due_on_idx indexes,
+    so PostgreSQL can read the open items due by the end of the week from that index (and estimate them from
+    the expression's own statistics, not from every item's due date)."""
+    from django.db import connection
+
+    from clinic.dashboard import ClinicDay, work_by_nurse
+    from scheduling.models import open_due_on
+    from tests.factories import PatientFactory
+
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, FollowUp._meta.db_table)
+    assert indexes["followup_open_due_on_idx"]["index"] and indexes["followup_open_due_on_idx"]["columns"] == [None]
+    sql, _ = FollowUp.objects.alias(d=open_due_on()).filter(d__lte="2026-12-09").query.sql_with_params()
+    assert "CASE WHEN" in sql
+    clinic = ClinicFactory()
+    patient = PatientFactory(clinic=clinic)
+    captured = []
+
+    def explain(execute, sql, params, many, context):
+        if "COUNT(" in sql and "scheduling_followup" in sql and not captured:
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute("EXPLAIN " + sql, params)
+                captured.append("\n".join(row[0] for row in cursor.fetchall()))
+                cursor.execute("SET LOCAL enable_seqscan = on")
+        return execute(sql, params, many, context)
+
+    day = ClinicDay(clinic=clinic, today=date(2026, 12, 2), week_end=date(2026, 12, 9))
+    with connection.execute_wrapper(explain):
+        work_by_nurse(days=[day])
+    assert patient.pk and captured and "followup_open_due_on_idx" in captured[0], captured

@@ -135,3 +135,13 @@ def test_changelists_never_count_a_whole_table(measured):
         assert counts, page
         for sql in counts:
             assert "LIMIT 10001" in sql, f"{page}: unbounded count: {sql}"
+
+
+def test_the_patient_page_reads_its_select_choices_without_a_cursor(measured):
+    """The scoped selects (clinic, primary nurse, clinician) read their choices as one query each, not through
+    a server-side cursor (DECLARE, FETCH, CLOSE: three round trips each; patients.admin.ListedChoices)."""
+    for page in ("patient_page", "dashboard_nurse"):
+        _, large = measured[page]
+        assert not [sql for sql in large["sql"] if sql.lstrip().upper().startswith("DECLARE")], page
+    _, large = measured["patient_page"]
+    assert [sql for sql in large["sql"] if 'FROM "auth_user"' in sql and "primary_nurse" not in sql]
