@@ -114,6 +114,21 @@ def test_a_deterioration_alert_stays_open_until_the_urgent_imaging_is_done(ana, 
 # --- Patient page ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("role", ["ana", "cole"])
+def test_the_patient_page_s_navigation_names_every_section_and_each_link_finds_its_section(
+    client, marie, role, request
+):
+    import re
+
+    client.force_login(request.getfixturevalue(role))
+    html = client.get(page_url(marie)).content.decode()
+    nav = re.search(r'<nav class="clinic-page-nav".*?</nav>', html, re.S).group(0)
+    targets = re.findall(r'href="#([\w-]+)"', nav)
+    assert {"dosing", "plans", "procedures", "open-follow-ups", "outcomes", "timeline"} <= set(targets)
+    for target in targets:
+        assert f'id="{target}"' in html, target
+
+
 def test_the_patient_page_of_another_clinic_is_not_found(client, ana):
     stranger = PatientFactory(clinic=ClinicFactory(name="Brest"))
     client.force_login(ana)
